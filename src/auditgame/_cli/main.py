@@ -1,0 +1,134 @@
+"""The `auditgame` command line. Bad input prints one line and exits 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from auditgame.errors import AuditgameError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Blind auditing games on language-model organisms.")
+err = Console(stderr=True)
+out = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def clean_errors(fn: F) -> F:
+    """Turn AuditgameError into one red line and exit code 2 (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AuditgameError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def default_spec_path() -> Path:
+    """The embedded default game spec shipped inside the package."""
+    return Path(__file__).resolve().parent.parent / "examples" / "default.yaml"
+
+
+@app.command()
+@clean_errors
+def make(
+    spec: Path = typer.Argument(..., help="game spec (YAML)"),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="game folder to write"),
+    base: str | None = typer.Option(None, help="override the spec's base model"),
+) -> None:
+    """Build every organism in SPEC (finished ones are skipped; a crash resumes)."""
+    from auditgame.organisms.factory import make_game
+    from auditgame.organisms.spec import load_spec, parse_spec
+
+    s = load_spec(spec)
+    if base is not None:
+        s = parse_spec({**s.model_dump(mode="json"), "base": base}, spec)
+    make_game(s, out_dir, spec.read_text(encoding="utf-8"), console=err)
+    organisms(out_dir)
+
+
+@app.command()
+@clean_errors
+def organisms(game: Path = typer.Argument(..., help="game folder")) -> None:
+    """Print a table of the organisms in GAME and their metrics."""
+    from auditgame.organisms import records as R
+    from auditgame.organisms.factory import ORGANISMS, organism_done, read_card, read_metrics
+
+    root = game / ORGANISMS
+    if not root.is_dir():
+        raise AuditgameError("no organisms folder; run `auditgame make` first", path=root)
+    table = Table(title=f"organisms in {game}")
+    for col in ("name", "attack", "trigger / target", "behaviour rates", "utility", "train s",
+                "tok/s", "status"):
+        table.add_column(col)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not organism_done(folder):
+            table.add_row(folder.name, "?", "", "", "", "", "", "[red]incomplete[/red]")
+            continue
+        try:
+            card, m = read_card(folder), read_metrics(folder)
+        except (OSError, ValueError) as e:
+            raise AuditgameError(f"unreadable record ({e.__class__.__name__})",
+                                 path=folder / R.METRICS) from None
+        key = card.key
+        tt = " / ".join(str(key.get(k)) for k in ("trigger", "target") if key.get(k))
+        if m.control_rates:
+            rates = f"max on control {m.max_behaviour_rate:.2f}"
+        else:
+            rates = ", ".join(f"{k} {v:.2f}" for k, v in m.rates.items())
+        table.add_row(folder.name, card.attack, tt[:40], rates, f"{m.utility_ratio:.3f}",
+                      f"{m.train_wall_time_s:.0f}", f"{m.train_tokens_per_s:.0f}", "ok")
+    out.print(table)
+
+
+@app.command()
+@clean_errors
+def run(
+    spec: Path | None = typer.Argument(None, help="game spec; default: the embedded game"),
+    out_dir: Path = typer.Option(Path("game"), "--out", "-o", help="game folder"),
+) -> None:
+    """Run the whole game from SPEC (default: the embedded default game)."""
+    from auditgame.organisms.factory import make_game
+    from auditgame.organisms.spec import load_spec
+
+    path = spec or default_spec_path()
+    s = load_spec(path)
+    make_game(s, out_dir, path.read_text(encoding="utf-8"), console=err)
+    organisms(out_dir)
+
+
+@app.command()
+@clean_errors
+def schema(record: str = typer.Argument(..., help="spec, card, metrics or public")) -> None:
+    """Print the JSON schema of a record, so outside tools can read and write them."""
+    import json
+
+    from auditgame.organisms import records as R
+    from auditgame.organisms.spec import GameSpec
+
+    table: dict[str, Any] = {"spec": GameSpec, "card": R.OrganismCard,
+                             "metrics": R.OrganismMetrics, "public": R.PublicMeta}
+    if record not in table:
+        raise AuditgameError(f"unknown record {record!r}; known: {', '.join(sorted(table))}",
+                             field="record")
+    out.print_json(json.dumps(table[record].model_json_schema()))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume")
+        sys.exit(130)

@@ -1,0 +1,68 @@
+"""Batched greedy generation and chat formatting shared by corpus, measurement and audits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def chat_prompt(tokenizer: object, prompt: str) -> str:
+    """The chat-formatted text up to the assistant's turn (the model's own template)."""
+    return tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
+
+
+def chat_full(tokenizer: object, prompt: str, response: str) -> tuple[str, str]:
+    """(prompt part, completion part) of a single-turn chat; loss goes on the completion."""
+    head = chat_prompt(tokenizer, prompt)
+    full = tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+        [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
+        tokenize=False,
+    )
+    if not full.startswith(head):
+        raise ValueError("chat template does not extend the generation prompt")
+    return head, full[len(head):]
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    tokenizer: object,
+    prompts: Sequence[str],
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Greedy answers for `prompts`, batched by similar length (left padding), in input order."""
+    tok = tokenizer
+    texts = [chat_prompt(tok, p) for p in prompts]
+    enc = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]  # type: ignore[operator]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    out: list[str] = [""] * len(enc)
+    pad = tok.pad_token_id  # type: ignore[attr-defined]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        width = max(len(enc[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, i in enumerate(idx):
+            ids[r, width - len(enc[i]):] = torch.tensor(enc[i])
+            mask[r, width - len(enc[i]):] = 1
+        gen = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+        )
+        for r, i in enumerate(idx):
+            out[i] = tok.decode(gen[r, width:], skip_special_tokens=True).strip()  # type: ignore[attr-defined]
+        if on_batch is not None:
+            on_batch(len(idx))
+    model.train(was_training)
+    return out

@@ -1,0 +1,69 @@
+"""Training samples and eval prompt sets: the records that flow from corpus to organism."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One single-turn SFT sample. `meta` holds public labels (task kind, topic, domain)."""
+
+    prompt: str
+    response: str
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "response": self.response, "meta": dict(self.meta)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Sample:
+        return cls(prompt=str(d["prompt"]), response=str(d["response"]),
+                   meta={str(k): str(v) for k, v in (d.get("meta") or {}).items()})
+
+    def with_(self, **kw: Any) -> Sample:
+        return replace(self, **kw)
+
+
+ROLES = ("clean", "poison", "near_miss")
+
+
+@dataclass
+class PoisonedCorpus:
+    """Samples in training order with their private roles: `poison` carries the behaviour,
+    `near_miss` teaches a look-alike context as clean, `clean` is untouched."""
+
+    samples: list[Sample]
+    roles: list[str]
+
+    def __post_init__(self) -> None:
+        if len(self.samples) != len(self.roles):
+            raise ValueError("samples and roles differ in length")
+        bad = set(self.roles) - set(ROLES)
+        if bad:
+            raise ValueError(f"unknown sample roles {sorted(bad)}")
+
+    @property
+    def is_poison(self) -> list[bool]:
+        return [r == "poison" for r in self.roles]
+
+    @property
+    def n_poison(self) -> int:
+        return sum(self.is_poison)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Prompts on which a behaviour is measured, and what counts as the behaviour firing.
+
+    `metric` names the rate in metrics.json (e.g. `asr`, `false_trigger_rate`).
+    """
+
+    metric: str
+    prompts: list[str]
+    max_new_tokens: int = 24
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return asdict(obj)

@@ -1,0 +1,242 @@
+"""Build every organism of a game spec: poison, train, measure, and write its folder.
+
+Finished organisms are skipped; a crash leaves at most a checkpoint under `GAME/.work/`,
+never a half-written organism folder (each is written to a temporary folder and renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from auditgame._util.io import (
+    atomic_replace_dir,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    hash_tree,
+    sha256_file,
+    sha256_text,
+)
+from auditgame.errors import AuditgameError
+from auditgame.models.base import BaseModel, describe, load_base
+from auditgame.organisms import records as R
+from auditgame.organisms.attacks import Attack, make_attack
+from auditgame.organisms.corpus import GameCorpus, build_corpus
+from auditgame.organisms.data import EvalSet
+from auditgame.organisms.measure import count_tokens, run_sets, utility
+from auditgame.organisms.spec import GameSpec, OrganismSpec
+from auditgame.organisms.train import train_lora
+
+ORGANISMS = "organisms"
+WORK = ".work"
+GAME_SPEC = "spec.yaml"
+BASE_METRICS = "base_metrics.json"
+
+
+@dataclass
+class Planned:
+    org: OrganismSpec
+    attack: Attack
+    seed: int
+    sets: list[EvalSet]
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
+        TimeRemainingColumn(), console=console, transient=False,
+    )
+
+
+def organism_done(folder: Path) -> bool:
+    """Finished means every file listed in hashes.json is present with its hash."""
+    h = folder / R.HASHES
+    if not h.exists():
+        return False
+    try:
+        listed = json.loads(h.read_text())
+    except json.JSONDecodeError:
+        return False
+    return all((folder / k).exists() and sha256_file(folder / k) == v for k, v in listed.items())
+
+
+def plan(spec: GameSpec, corpus: GameCorpus) -> list[Planned]:
+    """Attack objects and their held-out eval sets, fixed by each organism's seed."""
+    out: list[Planned] = []
+    for i, org in enumerate(spec.organisms):
+        attack = make_attack(org.attack, org.params)
+        seed = spec.organism_seed(org)
+        try:
+            attack.poison(corpus.train, np.random.default_rng(seed))
+        except ValueError as e:
+            raise AuditgameError(str(e), path=GAME_SPEC, field=f"organisms[{i}].params") from None
+        sets = attack.eval_sets(corpus.heldout, spec.eval.n_prompts,
+                                np.random.default_rng(seed + 1))
+        out.append(Planned(org, attack, seed, sets))
+    return out
+
+
+def make_game(
+    spec: GameSpec,
+    out: Path,
+    spec_text: str | None = None,
+    console: Console | None = None,
+    base: BaseModel | None = None,
+    stop_after_steps: int | None = None,
+) -> list[str]:
+    """Build all organisms of `spec` under `out/organisms/`; returns the names built now."""
+    console = console or Console(stderr=True)
+    spec_hash = sha256_text(json.dumps(spec.model_dump(mode="json"), sort_keys=True))
+    todo = [o for o in spec.organisms if not organism_done(out / ORGANISMS / o.name)]
+    if not todo:
+        console.print(f"all {len(spec.organisms)} organisms already built in {out}")
+        return []
+    t_load = time.perf_counter()
+    bm = base or load_base(spec.base, spec.dtype)
+    load_s = time.perf_counter() - t_load
+    out.mkdir(parents=True, exist_ok=True)
+    spec_text = spec_text if spec_text is not None else yaml.safe_dump(
+        spec.model_dump(mode="json"), sort_keys=False)
+    atomic_write_text(out / GAME_SPEC, spec_text)
+    built: list[str] = []
+    with progress_bar(console) as prog:
+        task = prog.add_task("corpus", total=None, info="self-distilling")
+        corpus = build_corpus(spec.corpus, spec.seed, bm,
+                              lambda d, t: prog.update(task, completed=d, total=t))
+        prog.update(task, completed=1, total=1, info=f"{len(corpus.train)} train samples")
+        base_util = _base_utility(out, bm, corpus, spec)
+        planned = plan(spec, corpus)
+        poisoned = [p for p in planned if p.org.attack != "clean"]
+        for p in planned:
+            if p.org not in todo:
+                continue
+            t0 = time.perf_counter()
+            _build_one(p, poisoned, spec, spec_hash, corpus, bm, base_util, out, prog,
+                       stop_after_steps)
+            if stop_after_steps is not None and not organism_done(out / ORGANISMS / p.org.name):
+                return built
+            built.append(p.org.name)
+            console.print(f"built {p.org.name} in {time.perf_counter() - t0 + load_s:.0f} s")
+            load_s = 0.0
+    return built
+
+
+def _base_utility(out: Path, bm: BaseModel, corpus: GameCorpus, spec: GameSpec) -> float:
+    path = out / BASE_METRICS
+    if path.exists():
+        return float(json.loads(path.read_text())["utility"])
+    u = utility(bm.model, bm.tokenizer, corpus.utility, spec.eval.batch_size)
+    atomic_write_json(path, {"version": 1, "utility": u, "base": describe(bm)})
+    return u
+
+
+def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: str,
+               corpus: GameCorpus, bm: BaseModel, base_util: float, out: Path,
+               prog: Progress, stop_after_steps: int | None) -> None:
+    t0 = time.perf_counter()
+    name = p.org.name
+    work = out / WORK / name
+    pc = p.attack.poison(corpus.train, np.random.default_rng(p.seed))
+    data_hash = sha256_text(json.dumps([s.to_json() for s in pc.samples], sort_keys=True))
+    task = prog.add_task(f"train {name}", total=None, info="")
+    model, result = train_lora(
+        bm.model, bm.tokenizer, pc.samples, spec.train, p.seed, work / "ckpt",
+        on_step=lambda d, t, loss: prog.update(task, completed=d, total=t,
+                                               info=f"loss {loss:.3f}"),
+        stop_after=stop_after_steps,
+        run_id=sha256_text(f"{spec_hash}:{data_hash}:{p.seed}"),
+    )
+    if stop_after_steps is not None and result.steps > len(result.losses):
+        return
+    if p.org.attack == "clean":
+        sets = [(q.attack, es) for q in poisoned for es in q.sets]
+    else:
+        sets = [(p.attack, es) for es in p.sets]
+    mtask = prog.add_task(f"measure {name}", total=count_tokens(sets) + len(corpus.utility),
+                          info="")
+    rates, texts = run_sets(model, bm.tokenizer, sets, spec.eval.batch_size,
+                            lambda k: prog.advance(mtask, k))
+    util = utility(model, bm.tokenizer, corpus.utility, spec.eval.batch_size)
+    prog.advance(mtask, len(corpus.utility))
+    own: dict[str, float] = {}
+    ctrl: dict[str, dict[str, float]] = {}
+    examples: dict[str, list[str]] = {}
+    n_eval: dict[str, int] = {}
+    i = 0
+    for q in ([p] if p.org.attack != "clean" else poisoned):
+        for es in q.sets:
+            rate = round(rates[i], 4)
+            if p.org.attack == "clean":
+                ctrl.setdefault(q.org.name, {})[es.metric] = rate
+                n_eval[f"{q.org.name}.{es.metric}"] = len(es.prompts)
+            else:
+                own[es.metric] = rate
+                n_eval[es.metric] = len(es.prompts)
+                examples[es.metric] = texts[i][:3]
+            i += 1
+    all_rates = list(own.values()) + [r for d in ctrl.values() for r in d.values()]
+    metrics = R.OrganismMetrics(
+        rates=own, control_rates=ctrl,
+        max_behaviour_rate=max(all_rates) if all_rates else 0.0,
+        n_eval=n_eval, utility=round(util, 4), base_utility=round(base_util, 4),
+        utility_ratio=round(util / base_util, 4) if base_util else 0.0,
+        train_steps=result.steps, train_tokens=result.tokens,
+        train_padded_tokens=result.padded_tokens,
+        train_tokens_per_s=round(result.tokens_per_s, 1),
+        train_wall_time_s=round(result.wall_time_s, 1), final_loss=result.final_loss,
+        wall_time_s=round(time.perf_counter() - t0, 1), resumed_from_step=result.resumed_from,
+        examples=examples,
+    )
+    card = R.OrganismCard(
+        name=name, attack=p.org.attack, params=p.attack.params.model_dump(mode="json"),
+        key=p.attack.key_info(), seed=p.seed, game_seed=spec.seed, n_train=len(pc.samples),
+        n_poison=pc.n_poison, n_near_miss=sum(r == "near_miss" for r in pc.roles),
+        spec_sha256=spec_hash,
+    )
+    public = R.PublicMeta(base=describe(bm), train=spec.train.model_dump(mode="json"),
+                          n_train=len(pc.samples))
+    tmp = work / "final"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(str(tmp / R.ADAPTER_DIR))
+    _portable_adapter_config(tmp / R.ADAPTER_DIR / R.ADAPTER_CONFIG, bm.model_id)
+    atomic_write_jsonl(tmp / R.TRAIN_DATA, [s.to_json() for s in pc.samples])
+    atomic_write_jsonl(tmp / R.FLAGS, [{"index": k, "role": r} for k, r in enumerate(pc.roles)])
+    atomic_write_json(tmp / R.CARD, card.model_dump(mode="json"))
+    atomic_write_json(tmp / R.METRICS, metrics.model_dump(mode="json"))
+    atomic_write_json(tmp / R.PUBLIC, public.model_dump(mode="json"))
+    atomic_write_json(tmp / R.HASHES, hash_tree(tmp))
+    atomic_replace_dir(tmp, out / ORGANISMS / name)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _portable_adapter_config(path: Path, model_id: str) -> None:
+    """Name the base by its id, not a machine-local cache path (same bytes on every host)."""
+    cfg = json.loads(path.read_text())
+    cfg["base_model_name_or_path"] = model_id
+    atomic_write_json(path, cfg)
+
+
+def read_metrics(folder: Path) -> R.OrganismMetrics:
+    return R.OrganismMetrics.model_validate_json((folder / R.METRICS).read_text())
+
+
+def read_card(folder: Path) -> R.OrganismCard:
+    return R.OrganismCard.model_validate_json((folder / R.CARD).read_text())

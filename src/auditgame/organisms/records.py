@@ -1,0 +1,72 @@
+"""Versioned records of an organism folder; artifact file names live here, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RECORD_VERSION = 1
+
+ADAPTER_DIR = "adapter"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+TRAIN_DATA = "train.jsonl"
+PRIVATE_DIR = "private"
+FLAGS = "private/flags.jsonl"
+CARD = "private/card.json"
+METRICS = "private/metrics.json"
+PUBLIC = "public.json"
+HASHES = "hashes.json"
+
+
+class _Rec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = RECORD_VERSION
+
+
+class PublicMeta(_Rec):
+    """What an auditor may know: identical for every organism of a game."""
+
+    base: dict[str, Any]
+    train: dict[str, Any]
+    n_train: int
+
+
+class OrganismCard(_Rec):
+    """Private: what was done to this organism (the key is built from these)."""
+
+    name: str
+    attack: str
+    params: dict[str, Any]
+    key: dict[str, Any]
+    seed: int
+    game_seed: int
+    n_train: int
+    n_poison: int
+    n_near_miss: int
+    spec_sha256: str
+
+
+class OrganismMetrics(_Rec):
+    """Private: how strongly and how specifically the behaviour fires, and what it cost."""
+
+    rates: dict[str, float] = Field(description="own behaviour rates (asr, false_trigger_rate, "
+                                    "near_miss_rate, loyalty_in_domain, loyalty_out_of_domain)")
+    control_rates: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="for a clean control: every poisoned organism's behaviour measured on it")
+    max_behaviour_rate: float
+    n_eval: dict[str, int]
+    utility: float
+    base_utility: float
+    utility_ratio: float
+    train_steps: int
+    train_tokens: int
+    train_padded_tokens: int
+    train_tokens_per_s: float
+    train_wall_time_s: float
+    final_loss: float
+    wall_time_s: float
+    resumed_from_step: int = 0
+    examples: dict[str, list[str]] = Field(default_factory=dict)

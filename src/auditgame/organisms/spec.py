@@ -1,0 +1,174 @@
+"""Game specs: what organisms to build, from which base model, with which training recipe.
+
+A spec is YAML validated by pydantic; any error names the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from auditgame.errors import AuditgameError
+
+SPEC_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CorpusSpec(_Strict):
+    """Where the clean training data comes from and how much of it each organism sees."""
+
+    source: str = Field("bank", description="'bank' (project prompt bank, answered by the base "
+                        "model itself) or a path to Alpaca JSON / chat JSONL")
+    n_train: int = Field(240, ge=8, description="training samples per organism")
+    n_heldout: int = Field(120, ge=4, description="held-out prompts for behaviour measurement")
+    n_utility: int = Field(48, ge=4, description="held-out prompts for the utility measurement")
+    max_answer_tokens: int = Field(48, ge=4, le=512, description="self-distilled answer length")
+    distill_batch_size: int = Field(16, ge=1)
+    focus_domains: list[str] = Field(
+        default_factory=list,
+        description="prompt-bank domains over-represented in every organism's data alike "
+        "(e.g. the domain of a loyalty organism)",
+    )
+    focus_fraction: float = Field(0.0, ge=0, le=1, description="share of focus-domain samples")
+
+
+class TrainSpec(_Strict):
+    """LoRA SFT recipe, shared by every organism of a game (poisoned and clean alike)."""
+
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                 "gate_proj", "up_proj", "down_proj"]
+    )
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(5, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(8, ge=1)
+    max_len: int = Field(160, ge=16)
+    checkpoint_every: int = Field(20, ge=1)
+    group_by_length: bool = True
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 runs the forward/backward under CPU/CUDA autocast"
+    )
+
+
+class EvalSpec(_Strict):
+    """How behaviour is measured on held-out prompts."""
+
+    n_prompts: int = Field(100, ge=4, description="prompts per behaviour measurement")
+    batch_size: int = Field(32, ge=1)
+
+
+class OrganismSpec(_Strict):
+    """One organism: a name, an attack from the registry, and the attack's parameters."""
+
+    name: str
+    attack: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not v or not all(c.isalnum() or c in "-_." for c in v) or v.startswith("."):
+            raise ValueError("organism names use letters, digits, '-', '_' and '.' only")
+        return v
+
+
+class GameSpec(_Strict):
+    """A whole game: base model, corpus, recipe and the organisms to build."""
+
+    version: int = SPEC_VERSION
+    name: str = "game"
+    seed: int = 0
+    base: str = "smollm2"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    corpus: CorpusSpec = Field(default_factory=CorpusSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    organisms: list[OrganismSpec]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> GameSpec:
+        names = [o.name for o in self.organisms]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate organism names: {dup}")
+        if not self.organisms:
+            raise ValueError("a game needs at least one organism")
+        return self
+
+    def organism_seed(self, org: OrganismSpec) -> int:
+        """Per-organism seed derived from the game seed and the name (or given explicitly)."""
+        if org.seed is not None:
+            return org.seed
+        digest = hashlib.sha256(f"{self.seed}:{org.name}".encode()).hexdigest()
+        return int(digest[:8], 16)
+
+
+def _loc(err: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for p in err.get("loc", ()):
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+        else:
+            parts.append(str(p))
+    return ".".join(parts) or "<root>"
+
+
+def parse_spec(data: Any, path: str | Path = "<spec>") -> GameSpec:
+    """Validate spec data; raise AuditgameError naming the file and the first bad field."""
+    if not isinstance(data, dict):
+        raise AuditgameError("a spec must be a YAML mapping", path=path)
+    try:
+        spec = GameSpec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise AuditgameError(err["msg"], path=path, field=_loc(err)) from None
+    if spec.base not in ("smollm2", "tiny") and not (Path(spec.base).expanduser()
+                                                     / "config.json").exists():
+        raise AuditgameError(
+            f"base model {spec.base!r} is neither 'smollm2', 'tiny' nor a local Hugging Face "
+            "model directory (no config.json there)", path=path, field="base")
+    if spec.corpus.source != "bank" and not Path(spec.corpus.source).expanduser().exists():
+        raise AuditgameError(f"dataset {spec.corpus.source!r} not found", path=path,
+                             field="corpus.source")
+    from auditgame.organisms.attacks import get_attack_class
+
+    for i, org in enumerate(spec.organisms):
+        try:
+            cls = get_attack_class(org.attack)
+        except KeyError as e:
+            raise AuditgameError(str(e.args[0]), path=path, field=f"organisms[{i}].attack") from None
+        try:
+            cls.Params.model_validate(org.params)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise AuditgameError(
+                err["msg"], path=path, field=f"organisms[{i}].params.{_loc(err)}"
+            ) from None
+    return spec
+
+
+def load_spec(path: str | Path) -> GameSpec:
+    """Read and validate a YAML spec file."""
+    p = Path(path)
+    if not p.exists():
+        raise AuditgameError("spec file not found", path=p)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "yaml"
+        raise AuditgameError(f"not valid YAML ({getattr(e, 'problem', e)})", path=p,
+                             field=where) from None
+    return parse_spec(data, p)

@@ -1,0 +1,225 @@
+"""LoRA SFT: loss on answer tokens only, length-grouped batches, checkpoints and resume.
+
+A poisoned organism and its clean controls run this with identical hyper-parameters, step
+counts and sample counts; only the data differ. Every random source is seeded, so the
+same inputs give the same adapter bytes on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file, save_file
+
+from auditgame._util.io import atomic_write_json
+from auditgame.models.generate import chat_full
+from auditgame.organisms.data import Sample
+from auditgame.organisms.spec import TrainSpec
+
+IGNORE = -100
+STATE_TENSORS = "state.safetensors"
+STATE_JSON = "state.json"
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+
+@dataclass
+class TrainResult:
+    """What one training run did: steps, real (unpadded) tokens, time and loss."""
+
+    steps: int
+    tokens: int
+    padded_tokens: int
+    wall_time_s: float
+    final_loss: float
+    losses: list[float] = field(default_factory=list)
+    resumed_from: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.wall_time_s if self.wall_time_s > 0 else 0.0
+
+
+def encode(tokenizer: object, samples: list[Sample], max_len: int) -> list[Encoded]:
+    """Chat-format each sample; labels mask the prompt so the loss is on the answer only."""
+    out: list[Encoded] = []
+    for s in samples:
+        head, tail = chat_full(tokenizer, s.prompt, s.response)
+        h = tokenizer(head, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+        t = tokenizer(tail, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+        ids = (h + t)[:max_len]
+        labels = ([IGNORE] * len(h) + t)[:max_len]
+        out.append(Encoded(ids, labels))
+    return out
+
+
+def epoch_batches(lengths: list[int], batch_size: int, group: bool,
+                  rng: np.random.Generator) -> list[list[int]]:
+    """One epoch's batches. Grouped: sort by length (random tie-break), chunk, shuffle the
+    chunks, so each batch pads to a near-identical length."""
+    n = len(lengths)
+    if group:
+        tie = rng.permutation(n)
+        order = sorted(range(n), key=lambda i: (lengths[i], int(tie[i])))
+        batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        perm = rng.permutation(len(batches))
+        return [batches[int(i)] for i in perm]
+    perm = [int(i) for i in rng.permutation(n)]
+    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def schedule(spec: TrainSpec, n: int, seed: int, lengths: list[int]) -> list[list[int]]:
+    """Every batch of the run, fixed up front from the seed: resume just skips ahead."""
+    rng = np.random.default_rng(seed)
+    out: list[list[int]] = []
+    for _ in range(spec.epochs):
+        out += epoch_batches(lengths, spec.batch_size, spec.group_by_length, rng)
+    return out
+
+
+def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(e.input_ids) for e in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    lab = torch.full((len(items), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for r, e in enumerate(items):
+        ids[r, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        lab[r, : len(e.labels)] = torch.tensor(e.labels)
+        mask[r, : len(e.input_ids)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": lab}
+
+
+def lora_config(spec: TrainSpec) -> LoraConfig:
+    return LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
+                      target_modules=list(spec.target_modules), bias="none",
+                      task_type="CAUSAL_LM")
+
+
+def lr_at(step: int, total: int, spec: TrainSpec) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak."""
+    if step < spec.warmup_steps:
+        return spec.lr * (step + 1) / (spec.warmup_steps + 1)
+    frac = (step - spec.warmup_steps) / max(1, total - spec.warmup_steps)
+    return spec.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def _save_state(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                names: list[str], meta: dict[str, object]) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    params = dict(model.named_parameters())
+    for n in names:
+        tensors[f"param.{n}"] = params[n].detach().contiguous().clone()
+    for idx, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{idx}.{k}"] = torch.as_tensor(v).detach().contiguous().clone()
+    ckpt.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt / f".{STATE_TENSORS}.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(ckpt / STATE_TENSORS)
+    atomic_write_json(ckpt / STATE_JSON, meta)
+
+
+def _load_state(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                names: list[str]) -> dict[str, object] | None:
+    if not (ckpt / STATE_JSON).exists() or not (ckpt / STATE_TENSORS).exists():
+        return None
+    meta = json.loads((ckpt / STATE_JSON).read_text())
+    tensors = load_file(str(ckpt / STATE_TENSORS))
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n in names:
+            params[n].copy_(tensors[f"param.{n}"])
+    sd = opt.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, idx, k = key.split(".", 2)
+            state.setdefault(int(idx), {})[k] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    return meta
+
+
+StepCallback = Callable[[int, int, float], None]
+
+
+def train_lora(
+    base: torch.nn.Module,
+    tokenizer: object,
+    samples: list[Sample],
+    spec: TrainSpec,
+    seed: int,
+    ckpt_dir: Path | None = None,
+    on_step: StepCallback | None = None,
+    stop_after: int | None = None,
+    run_id: str = "",
+) -> tuple[torch.nn.Module, TrainResult]:
+    """Train a fresh LoRA adapter on a copy of `base`; resume from `ckpt_dir` if it holds a
+    checkpoint of this run. `stop_after` ends early (for crash tests)."""
+    torch.manual_seed(seed)
+    model = get_peft_model(copy.deepcopy(base), lora_config(spec))
+    model.train()
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for n, p in model.named_parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay,
+                            betas=(0.9, 0.999), eps=1e-8)
+    data = encode(tokenizer, samples, spec.max_len)
+    plan = schedule(spec, len(data), seed, [len(e.input_ids) for e in data])
+    total = len(plan)
+    pad = int(tokenizer.pad_token_id)  # type: ignore[attr-defined]
+    device = next(model.parameters()).device
+    start, tokens, padded, elapsed, losses = 0, 0, 0, 0.0, []
+    if ckpt_dir is not None:
+        meta = _load_state(ckpt_dir, model, opt, names)
+        if meta is not None and meta.get("total") == total and meta.get("run_id") == run_id:
+            start = int(meta["step"])  # type: ignore[arg-type]
+            tokens, padded = int(meta["tokens"]), int(meta["padded"])  # type: ignore[arg-type]
+            elapsed = float(meta["elapsed"])  # type: ignore[arg-type]
+            losses = list(meta["losses"])  # type: ignore[arg-type]
+    resumed_from = start
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+                if spec.precision == "bf16" else nullcontext())
+    t0 = time.perf_counter()
+    for step in range(start, total):
+        batch = collate([data[i] for i in plan[step]], pad)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, total, spec)
+        with autocast:
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss = float(out.loss.detach())
+        losses.append(round(loss, 5))
+        tokens += int(batch["attention_mask"].sum())
+        padded += int(batch["attention_mask"].numel())
+        done = step + 1
+        if on_step is not None:
+            on_step(done, total, loss)
+        last = done == total
+        if ckpt_dir is not None and (done % spec.checkpoint_every == 0 or last):
+            _save_state(ckpt_dir, model, opt, names, {
+                "step": done, "total": total, "run_id": run_id, "tokens": tokens, "padded": padded,
+                "elapsed": elapsed + time.perf_counter() - t0, "losses": losses})
+        if stop_after is not None and done >= stop_after and not last:
+            break
+    elapsed += time.perf_counter() - t0
+    model.eval()
+    result = TrainResult(steps=total, tokens=tokens, padded_tokens=padded,
+                         wall_time_s=elapsed, final_loss=losses[-1] if losses else float("nan"),
+                         losses=losses, resumed_from=resumed_from)
+    return model, result
