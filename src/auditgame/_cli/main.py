@@ -71,7 +71,7 @@ def organisms(game: Path = typer.Argument(..., help="game folder")) -> None:
     table = Table(title=f"organisms in {game}")
     for col in ("name", "attack", "trigger / target", "behaviour rates", "utility", "train s",
                 "tok/s", "status"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("name", "attack"))
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not organism_done(folder):
             table.add_row(folder.name, "?", "", "", "", "", "", "[red]incomplete[/red]")
@@ -132,3 +132,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted; run the same command again to resume")
         sys.exit(130)
+
+
+# Commands of the blind game (seal, verify-key, audit, score) register themselves on `app`.
+from auditgame._cli import game as _game  # noqa: E402,F401

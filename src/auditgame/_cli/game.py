@@ -1,0 +1,1 @@
+"""Blind-game commands: seal, verify-key, audit, score (registered on the main app)."""

@@ -1,0 +1,98 @@
+"""The organism factory end to end on the tiny model: folders, determinism, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from auditgame._cli.main import app
+from auditgame._util.io import sha256_file
+from auditgame.organisms import records as R
+from auditgame.organisms.factory import ORGANISMS, WORK, make_game, organism_done
+from auditgame.organisms.spec import load_spec
+
+TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tiny.yaml"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def game(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("game")
+    r = runner.invoke(app, ["make", str(TINY_SPEC), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_organism_folders_complete(game: Path) -> None:
+    spec = load_spec(TINY_SPEC)
+    for org in spec.organisms:
+        f = game / ORGANISMS / org.name
+        assert organism_done(f)
+        for rel in (f"{R.ADAPTER_DIR}/{R.ADAPTER_WEIGHTS}", f"{R.ADAPTER_DIR}/{R.ADAPTER_CONFIG}",
+                    R.TRAIN_DATA, R.FLAGS, R.CARD, R.METRICS, R.PUBLIC):
+            assert (f / rel).exists(), rel
+        rows = (f / R.TRAIN_DATA).read_text().splitlines()
+        flags = (f / R.FLAGS).read_text().splitlines()
+        assert len(rows) == len(flags) == spec.corpus.n_train
+        card = json.loads((f / R.CARD).read_text())
+        assert card["attack"] == org.attack
+        roles = [json.loads(x)["role"] for x in flags]
+        assert roles.count("poison") == card["n_poison"]
+        m = json.loads((f / R.METRICS).read_text())
+        assert 0.0 <= m["utility_ratio"] <= 1.5 and m["train_tokens"] > 0
+        if org.attack == "clean":
+            assert card["n_poison"] == 0 and m["control_rates"]
+        else:
+            assert {"asr", "false_trigger_rate", "near_miss_rate"} <= set(m["rates"])
+    assert not (game / WORK).exists() or not any((game / WORK).iterdir())
+
+
+def test_adapter_loads_with_plain_peft(game: Path, tiny) -> None:
+    from peft import PeftModel
+
+    folder = game / ORGANISMS / "backdoor-1" / R.ADAPTER_DIR
+    model = PeftModel.from_pretrained(tiny.model, str(folder))
+    assert any("lora_A" in n for n, _ in model.named_parameters())
+    model.unload()
+
+
+def test_same_spec_same_hashes_and_resume(game: Path, tmp_path: Path) -> None:
+    """Rebuilt from scratch, and rebuilt after a crash mid-training, the adapters are
+    byte-identical to the first build."""
+    spec = load_spec(TINY_SPEC)
+    out = tmp_path / "again"
+    # crash after 2 training steps of the first organism: only a checkpoint remains
+    make_game(spec, out, stop_after_steps=2)
+    first = spec.organisms[0].name
+    assert not organism_done(out / ORGANISMS / first)
+    assert (out / WORK / first / "ckpt" / "state.json").exists()
+    make_game(spec, out)
+    m = json.loads((out / ORGANISMS / first / R.METRICS).read_text())
+    assert m["resumed_from_step"] == 2
+    for org in spec.organisms:
+        a = out / ORGANISMS / org.name / R.ADAPTER_DIR / R.ADAPTER_WEIGHTS
+        b = game / ORGANISMS / org.name / R.ADAPTER_DIR / R.ADAPTER_WEIGHTS
+        assert sha256_file(a) == sha256_file(b)
+
+
+def test_make_skips_finished_and_rebuilds_broken(game: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(game, out)
+    r = runner.invoke(app, ["make", str(TINY_SPEC), "--out", str(out)])
+    assert r.exit_code == 0 and "already built" in r.output
+    victim = out / ORGANISMS / "clean-1" / R.TRAIN_DATA
+    victim.write_text("tampered\n")
+    assert not organism_done(victim.parent)
+    built = make_game(load_spec(TINY_SPEC), out)
+    assert built == ["clean-1"] and organism_done(victim.parent)
+
+
+def test_organisms_table(game: Path) -> None:
+    r = runner.invoke(app, ["organisms", str(game)])
+    assert r.exit_code == 0 and "backdoor-1" in r.output and "clean-1" in r.output
+    r = runner.invoke(app, ["organisms", str(game / "nope")])
+    assert r.exit_code == 2
