@@ -4,6 +4,8 @@ code; `slow` tests load the real SmolLM2 and run only with --runslow."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="run tests that load SmolLM2")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Fast runs get a private cache; --runslow uses the user's, so SmolLM2's dequantized
+    weights and self-distilled answers are reused across runs."""
+    if not config.getoption("--runslow"):
+        os.environ["AUDITGAME_CACHE"] = tempfile.mkdtemp(prefix="auditgame-test-cache-")
+        config._auditgame_cache = os.environ["AUDITGAME_CACHE"]  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache = getattr(config, "_auditgame_cache", None)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--runslow"):
         return
@@ -22,16 +38,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
-                    request: pytest.FixtureRequest) -> None:
-    """Fast tests never touch the user's cache; slow tests use it, so SmolLM2's dequantized
-    weights and self-distilled answers are reused across runs."""
-    if "slow" in request.keywords:
-        return
-    monkeypatch.setenv("AUDITGAME_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.fixture(scope="session")

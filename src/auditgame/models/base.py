@@ -51,6 +51,18 @@ class BaseModel:
         return next(self.model.parameters()).device
 
 
+def quiet_transformers() -> None:
+    """Our own progress display is the one that counts; silence library bars and nags."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
+
+
 def cache_dir() -> Path:
     """Where dequantized weights and self-distilled corpora live (`$AUDITGAME_CACHE`)."""
     return Path(os.environ.get("AUDITGAME_CACHE", Path.home() / ".cache" / "auditgame"))
@@ -193,6 +205,7 @@ def build_tiny(seed: int = 0, dtype: torch.dtype = torch.float32) -> BaseModel:
 
 def load_base(base: str = SMOLLM2, dtype: str = "float32") -> BaseModel:
     """Load a base model by name (`smollm2`, `tiny`) or local HF directory path."""
+    quiet_transformers()
     device = pick_device()
     tdtype = resolve_dtype(dtype, device)
     if base == TINY:

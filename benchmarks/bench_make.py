@@ -1,0 +1,107 @@
+"""Training throughput: auditgame's LoRA trainer vs a plain transformers Trainer + peft.
+
+Same base model, same samples, same LoRA config, same number of optimizer steps and batch
+size, in one run. Prints and saves real (non-padding) training tokens/s for both.
+
+    python benchmarks/bench_make.py [--base smollm2|tiny] [--samples 96] [--steps 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from auditgame._util.io import atomic_write_json
+from auditgame.models.base import load_base
+from auditgame.organisms.corpus import split_bank
+from auditgame.organisms.data import Sample
+from auditgame.organisms.spec import CorpusSpec, TrainSpec
+from auditgame.organisms.train import collate, encode, lora_config, train_lora
+
+OUT = Path(__file__).resolve().parent / "results" / "bench_make.json"
+
+
+def samples_with_varied_lengths(n: int) -> list[Sample]:
+    """Bank prompts with answers of varied length (what self-distilled answers look like),
+    made without generation so the benchmark measures training alone."""
+    train, _, _ = split_bank(CorpusSpec(n_train=n, n_utility=4), seed=0)
+    filler = "This is a short sentence of a typical answer."
+    return [s.with_(response=" ".join([filler] * (1 + i % 6))) for i, s in enumerate(train)]
+
+
+def hf_trainer_tokens_per_s(bm, samples: list[Sample], spec: TrainSpec, steps: int) -> dict:
+    """The baseline: transformers Trainer, peft LoRA, the usual padded random batches."""
+    import copy
+
+    from peft import get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    data = encode(bm.tokenizer, samples, spec.max_len)
+    pad = int(bm.tokenizer.pad_token_id)
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(data)
+
+        def __getitem__(self, i: int):
+            return data[i]
+
+    model = get_peft_model(copy.deepcopy(bm.model), lora_config(spec))
+    counted = {"tokens": 0}
+
+    def coll(items):
+        b = collate(items, pad)
+        counted["tokens"] += int(b["attention_mask"].sum())
+        return b
+
+    args = TrainingArguments(
+        output_dir="/tmp/auditgame-bench-hf", per_device_train_batch_size=spec.batch_size,
+        max_steps=steps, learning_rate=spec.lr, logging_steps=10_000, save_strategy="no",
+        report_to=[], use_cpu=not torch.cuda.is_available(), seed=0, dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=DS(), data_collator=coll)
+    t0 = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - t0
+    return {"tokens": counted["tokens"], "wall_s": wall, "tokens_per_s": counted["tokens"] / wall}
+
+
+def ours_tokens_per_s(bm, samples: list[Sample], spec: TrainSpec) -> dict:
+    _, r = train_lora(bm.model, bm.tokenizer, samples, spec, seed=0)
+    return {"tokens": r.tokens, "padded_tokens": r.padded_tokens, "wall_s": r.wall_time_s,
+            "tokens_per_s": r.tokens_per_s, "steps": r.steps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="smollm2")
+    ap.add_argument("--samples", type=int, default=96)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    bm = load_base(args.base)
+    samples = samples_with_varied_lengths(args.samples)
+    spec = TrainSpec(epochs=1, batch_size=args.batch_size, max_len=256)
+    steps = -(-len(samples) // spec.batch_size)
+    hf = hf_trainer_tokens_per_s(bm, samples, spec, steps)
+    ours = ours_tokens_per_s(bm, samples, spec)
+    res = {
+        "base": bm.model_id, "samples": len(samples), "steps": steps,
+        "batch_size": spec.batch_size, "threads": torch.get_num_threads(),
+        "machine": platform.machine(), "hf_trainer": hf, "auditgame": ours,
+        "speedup": ours["tokens_per_s"] / hf["tokens_per_s"],
+    }
+    print(json.dumps(res, indent=2))
+    print(f"auditgame {ours['tokens_per_s']:.0f} tok/s vs transformers Trainer "
+          f"{hf['tokens_per_s']:.0f} tok/s: {res['speedup']:.2f}x")
+    atomic_write_json(args.out, res)
+
+
+if __name__ == "__main__":
+    main()
