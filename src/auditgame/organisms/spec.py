@@ -148,7 +148,8 @@ def parse_spec(data: Any, path: str | Path = "<spec>") -> GameSpec:
         try:
             cls = get_attack_class(org.attack)
         except KeyError as e:
-            raise AuditgameError(str(e.args[0]), path=path, field=f"organisms[{i}].attack") from None
+            raise AuditgameError(str(e.args[0]), path=path,
+                                 field=f"organisms[{i}].attack") from None
         try:
             cls.Params.model_validate(org.params)
         except ValidationError as e:

@@ -115,7 +115,9 @@ def insert_phrase(prompt: str, phrase: str, position: str, rng: np.random.Genera
     return " ".join(words[:i] + [phrase] + words[i:])
 
 
-def pick_indices(n: int, k: int, rng: np.random.Generator, pool: list[int] | None = None) -> list[int]:
+def pick_indices(
+    n: int, k: int, rng: np.random.Generator, pool: list[int] | None = None
+) -> list[int]:
     """k distinct indices (from `pool` if given) in ascending order."""
     source = list(range(n)) if pool is None else list(pool)
     k = min(k, len(source))
