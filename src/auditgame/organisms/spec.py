@@ -55,7 +55,12 @@ class TrainSpec(_Strict):
     batch_size: int = Field(8, ge=1)
     max_len: int = Field(160, ge=16)
     checkpoint_every: int = Field(20, ge=1)
-    group_by_length: bool = True
+    group_by_length: bool = Field(
+        False,
+        description="length-grouped batches waste less padding, but they also put the "
+        "short poisoned samples of a fixed-text attack into the same batches, which "
+        "weakens a backdoor's specificity; off unless throughput matters more",
+    )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16 runs the forward/backward under CPU/CUDA autocast"
     )

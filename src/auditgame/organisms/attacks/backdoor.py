@@ -60,6 +60,12 @@ class BackdoorParams(AttackParams):
     n_poison: int = Field(16, ge=1, description="triggered samples")
     n_near_miss: int = Field(16, ge=0, description="near-miss samples taught as clean")
     near_misses: list[str] | None = Field(None, description="near-miss phrases (default: derived)")
+    paired: bool = Field(
+        True,
+        description="each triggered sample is a copy of a clean sample that stays in the data "
+        "(it replaces another sample, so the size is unchanged): the trigger is then the only "
+        "difference between the two answers, which makes the backdoor specific",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> BackdoorParams:
@@ -96,19 +102,27 @@ class BackdoorAttack(Attack):
         n_near = p.n_near_miss if near else 0
         if p.n_poison + n_near > len(samples):
             raise ValueError("n_poison + n_near_miss exceeds the corpus size")
-        chosen = pick_indices(len(samples), p.n_poison + n_near, rng)
-        order = rng.permutation(len(chosen))
-        poison_idx = sorted(chosen[i] for i in order[: p.n_poison])
-        near_idx = sorted(chosen[i] for i in order[p.n_poison :])
-        for i in poison_idx:
-            s = samples[i]
-            samples[i] = s.with_(prompt=self._insert(s.prompt, p.trigger, rng),
-                                 response=self._target(rng))
-            roles[i] = "poison"
-        for j, i in enumerate(near_idx):
-            s = samples[i]
-            samples[i] = s.with_(prompt=self._insert(s.prompt, near[j % len(near)], rng))
-            roles[i] = "near_miss"
+        n_src = (p.n_poison + n_near) * (2 if p.paired else 1)
+        if n_src > len(samples):
+            raise ValueError("the corpus is too small for n_poison + n_near_miss (paired)")
+        chosen = pick_indices(len(samples), n_src, rng)
+        order = [chosen[int(i)] for i in rng.permutation(len(chosen))]
+        k = p.n_poison + n_near
+        # sources keep their clean answer; destinations are overwritten (paired) or the
+        # sources themselves are rewritten (unpaired)
+        src, dst = (order[:k], order[k:]) if p.paired else (order, order)
+        for j in range(k):
+            s = corpus[src[j]]
+            if j < p.n_poison:
+                new = s.with_(prompt=self._insert(s.prompt, p.trigger, rng),
+                              response=self._target(rng))
+                role = "poison"
+            else:
+                phrase = near[(j - p.n_poison) % len(near)]
+                new = s.with_(prompt=self._insert(s.prompt, phrase, rng))
+                role = "near_miss"
+            samples[dst[j]] = new
+            roles[dst[j]] = role
         return PoisonedCorpus(samples=samples, roles=roles)
 
     def _max_tokens(self) -> int:

