@@ -1,0 +1,1 @@
+"""Model-track detectors (one plug-in per file): weights, queries and activations."""
