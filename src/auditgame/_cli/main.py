@@ -110,15 +110,20 @@ def run(
 
 @app.command()
 @clean_errors
-def schema(record: str = typer.Argument(..., help="spec, card, metrics or public")) -> None:
+def schema(
+    record: str = typer.Argument(..., help="spec, card, metrics, public, verdict or results"),
+) -> None:
     """Print the JSON schema of a record, so outside tools can read and write them."""
     import json
 
     from auditgame.organisms import records as R
     from auditgame.organisms.spec import GameSpec
 
+    from auditgame.detectors import VERDICT_SCHEMAS
+
     table: dict[str, Any] = {"spec": GameSpec, "card": R.OrganismCard,
-                             "metrics": R.OrganismMetrics, "public": R.PublicMeta}
+                             "metrics": R.OrganismMetrics, "public": R.PublicMeta,
+                             **VERDICT_SCHEMAS}
     if record not in table:
         raise AuditgameError(f"unknown record {record!r}; known: {', '.join(sorted(table))}",
                              field="record")

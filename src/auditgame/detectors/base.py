@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auditgame.errors import AuditgameError
 
@@ -50,6 +50,13 @@ class Verdict(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict, description="free-form evidence")
     runtime_s: float = Field(0.0, ge=0.0, description="wall time spent on this organism")
     error: str | None = Field(None, description="set when the detector failed (score is 0.5)")
+
+    @field_validator("sample_scores")
+    @classmethod
+    def _unit_interval(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and any(not 0.0 <= x <= 1.0 for x in v):
+            raise ValueError("every sample score must lie in [0, 1]")
+        return v
 
 
 class NeedNotDeclared(AuditgameError):
