@@ -116,10 +116,9 @@ def schema(
     """Print the JSON schema of a record, so outside tools can read and write them."""
     import json
 
+    from auditgame.detectors import VERDICT_SCHEMAS
     from auditgame.organisms import records as R
     from auditgame.organisms.spec import GameSpec
-
-    from auditgame.detectors import VERDICT_SCHEMAS
 
     table: dict[str, Any] = {"spec": GameSpec, "card": R.OrganismCard,
                              "metrics": R.OrganismMetrics, "public": R.PublicMeta,
