@@ -138,5 +138,17 @@ def main() -> None:
         sys.exit(130)
 
 
-# Commands of the blind game (seal, verify-key, audit, score) register themselves on `app`.
-from auditgame._cli import game as _game  # noqa: E402,F401
+def _register_commands() -> None:
+    """Every other module of `_cli/` registers its commands on `app` when imported, so a
+    new command group is one new file."""
+    import importlib
+    import pkgutil
+
+    from auditgame import _cli
+
+    for m in sorted(pkgutil.iter_modules(_cli.__path__), key=lambda m: m.name):
+        if m.name != "main" and not m.name.startswith("_"):
+            importlib.import_module(f"auditgame._cli.{m.name}")
+
+
+_register_commands()

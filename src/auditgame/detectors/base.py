@@ -85,10 +85,12 @@ class OrganismView:
     (the metadata any auditor sees by listing the folder); the rest only if declared."""
 
     def __init__(self, bundle: Bundle, blind_id: str, needs: frozenset[str],
-                 model_loader: Callable[[str], tuple[Any, Any]] | None = None):
+                 model_loader: Callable[[str], tuple[Any, Any]] | None = None,
+                 base_loader: Callable[[], Any] | None = None):
         self._bundle = bundle
         self._needs = needs
         self._loader = model_loader
+        self._base_loader = base_loader
         self._cache: dict[str, Any] = {}
         self.blind_id = blind_id
         self.public: dict[str, Any] = bundle.public.model_dump(mode="json")
@@ -96,6 +98,11 @@ class OrganismView:
     def _require(self, need: str) -> None:
         if need not in self._needs:
             raise NeedNotDeclared(f"the detector did not declare {need!r} in its needs",
+                                  field="needs")
+
+    def _require_model(self) -> None:
+        if not self._needs & MODEL_NEEDS:
+            raise NeedNotDeclared("the detector declared neither 'queries' nor 'activations'",
                                   field="needs")
 
     @property
@@ -118,25 +125,28 @@ class OrganismView:
                                              self._bundle.adapter_config(self.blind_id))
         return self._cache["weights"]
 
-    def _models(self) -> tuple[Any, Any]:
-        if not self._needs & MODEL_NEEDS:
-            raise NeedNotDeclared("the detector declared neither 'queries' nor 'activations'",
-                                  field="needs")
-        if "models" not in self._cache:
-            assert self._loader is not None, "the runner gives a loader to model detectors"
-            self._cache["models"] = self._loader(self.blind_id)
-        return self._cache["models"]
-
     @property
     def model(self) -> Any:
-        """The organism: a peft model (base + this adapter), in eval mode; a private copy."""
-        return self._models()[0]
+        """The organism: a peft model (base + this adapter), in eval mode; a private copy.
+        Loaded on first use only, so a detector that needs just the base pays nothing."""
+        self._require_model()
+        if "model" not in self._cache:
+            assert self._loader is not None, "the runner gives a loader to model detectors"
+            self._cache["model"] = self._loader(self.blind_id)[0]
+        return self._cache["model"]
 
     @property
     def base(self) -> Any:
         """The shared base model (`auditgame.models.base.BaseModel`): compare against it,
-        do not modify it."""
-        return self._models()[1]
+        do not modify it. Data detectors declare `activations` to embed samples with it."""
+        self._require_model()
+        if "base" not in self._cache:
+            if self._base_loader is not None:
+                self._cache["base"] = self._base_loader()
+            else:
+                assert self._loader is not None, "the runner gives a loader to model detectors"
+                self._cache["base"] = self._loader(self.blind_id)[1]
+        return self._cache["base"]
 
 
 class Detector:

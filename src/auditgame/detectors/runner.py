@@ -79,12 +79,13 @@ def run_detector(det: Detector, bundle: Bundle, out_dir: Path, holder: _BaseHold
     except Exception as e:  # noqa: BLE001 - a plug-in's failure is a result, not a crash
         prep_error = f"prepare: {e.__class__.__name__}: {e}"
     loader = holder.organism if det.needs & MODEL_NEEDS else None
+    base_loader = holder.get if det.needs & MODEL_NEEDS else None
     for bid in todo:
         t0 = time.perf_counter()
         if prep_error is not None:
             v = _failed(det, bid, prep_error)
         else:
-            view = OrganismView(bundle, bid, frozenset(det.needs), loader)
+            view = OrganismView(bundle, bid, frozenset(det.needs), loader, base_loader)
             try:
                 v = det.audit(view)
                 _check(v, det, bid, bundle.public.n_train)
