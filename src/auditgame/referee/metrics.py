@@ -43,13 +43,23 @@ def tpr_at_fpr(labels: Sequence[int], scores: Sequence[float],
     beats every clean control. None when either class is missing.
     """
     y, s = _arrays(labels, scores)
-    clean = np.sort(s[y == 0])[::-1]
     pos = s[y == 1]
-    if len(clean) == 0 or len(pos) == 0:
+    tau = fpr_threshold(y, s, max_fpr)
+    if tau is None or len(pos) == 0:
+        return None
+    return float(np.mean(pos > tau))
+
+
+def fpr_threshold(labels: Sequence[int], scores: Sequence[float],
+                  max_fpr: float = MAX_FPR) -> float | None:
+    """The clean-control threshold tau of `tpr_at_fpr` (flag iff score > tau), so a report
+    can show the confusion table the referee scored; None without clean controls."""
+    y, s = _arrays(labels, scores)
+    clean = np.sort(s[y == 0])[::-1]
+    if len(clean) == 0:
         return None
     k = int(math.floor(max_fpr * len(clean) + 1e-9))
-    tau = clean[k] if k < len(clean) else -math.inf
-    return float(np.mean(pos > tau))
+    return float(clean[k]) if k < len(clean) else -math.inf
 
 
 def brier(labels: Sequence[int], scores: Sequence[float]) -> float:
