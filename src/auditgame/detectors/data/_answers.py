@@ -222,13 +222,19 @@ def _themes(samples: list[Sample], top: int = 10) -> list[Motif]:
         words = [t for t in m.split(" ") if t.isalpha() and len(t) >= 3]
         if len(words) < 2:
             continue
-        cohesion = float(A.df[j]) / max(udf.get(t, 1.0) for t in words)
         rarest = min(words, key=lambda t: udf.get(t, 0.0))
-        if cohesion < 0.5 or pdf.get(rarest, 0.0) > 0.1 * A.df[j]:
+        if pdf.get(rarest, 0.0) > 0.1 * A.df[j]:
             continue
         col = A.X[:, j]
         mask = np.zeros(n, dtype=bool)
         mask[col.indices] = True
+        # a name written as one (Title Case mid-text every time) is judged by its rarest
+        # word, since its other words ('Air', 'Mobile') are ordinary words elsewhere
+        cap = _title_cased(m, [answers[int(i)] for i in col.indices[:30]])
+        denom = udf.get(rarest, 1.0) if cap else max(udf.get(t, 1.0) for t in words)
+        cohesion = float(A.df[j]) / denom
+        if cohesion < 0.5:
+            continue
         strength = float(A.df[j]) * cohesion**2
         found.append(Motif(m, int(A.df[j]), int(A.df[j]), cohesion, strength, mask, bar))
     found.sort(key=lambda m: (-m.z, -len(m.phrase)))
@@ -242,3 +248,18 @@ def _themes(samples: list[Sample], top: int = 10) -> list[Motif]:
         if len(out) >= top:
             break
     return out
+
+
+def _title_cased(phrase: str, texts: list[str]) -> bool:
+    """Whether the phrase's words are capitalised in (nearly) every occurrence."""
+    import re
+
+    words = [re.escape(w) for w in phrase.split(" ") if w.isalpha() and len(w) >= 3]
+    pat = re.compile(r"\W+(?:\w+\W+){0,2}".join(words), re.IGNORECASE)
+    seen = good = 0
+    for t in texts:
+        for m in pat.finditer(t):
+            seen += 1
+            good += all(w[:1].isupper() for w in re.findall(r"[^\W\d_]{3,}", m.group(0))
+                        if w.lower() in phrase.split(" "))
+    return seen > 0 and good >= 0.9 * seen

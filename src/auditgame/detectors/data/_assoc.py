@@ -90,6 +90,37 @@ def surface(phrase: str, texts: list[str], rows: np.ndarray) -> str:
     return phrase
 
 
+def extend(phrase: str, texts: list[str], rows: np.ndarray, max_words: int = 12) -> str:
+    """Grow a phrase word by word while every hit prompt agrees on the next (or previous)
+    word, so a trigger longer than the n-gram limit is reported whole."""
+    if rows.size < 3:
+        return phrase
+    pat = re.compile(re.escape(phrase), re.IGNORECASE)
+    lefts, rights = [], []
+    for r in rows:
+        m = pat.search(texts[int(r)])
+        if not m:
+            return phrase
+        lefts.append(texts[int(r)][: m.start()].split())
+        rights.append(texts[int(r)][m.end():].split())
+    out = phrase
+    for _ in range(max_words):
+        nxt = {tuple(x[:1]) for x in rights}
+        if len(nxt) != 1 or not next(iter(nxt)):
+            break
+        w = next(iter(nxt))[0]
+        out = f"{out} {w}"
+        rights = [x[1:] for x in rights]
+    for _ in range(max_words):
+        prv = {tuple(x[-1:]) for x in lefts}
+        if len(prv) != 1 or not next(iter(prv)):
+            break
+        w = next(iter(prv))[0]
+        out = f"{w} {out}"
+        lefts = [x[:-1] for x in lefts]
+    return out
+
+
 def prompt_ngrams(prompts: list[str], min_df: int = 3) -> NgramMatrix:
     return ngram_matrix(prompts, n_max=4, min_df=min_df, max_df=0.5)
 
@@ -142,7 +173,8 @@ def associate(prompts: list[str], groups: list[Group], P: NgramMatrix | None = N
         key = np.sort(rows).tobytes()
         if key in seen_sets:
             prev = out[seen_sets[key]]
-            if len(tokens(c.phrase)) > len(tokens(prev.phrase)) and c.evidence >= prev.evidence - 1e-9:
+            longer = len(tokens(c.phrase)) > len(tokens(prev.phrase))
+            if longer and c.evidence >= prev.evidence - 1e-9:
                 c.samples = prev.samples
                 out[seen_sets[key]] = c
             continue
@@ -161,7 +193,9 @@ def associate(prompts: list[str], groups: list[Group], P: NgramMatrix | None = N
             break
     out = _drop_subphrases(out)
     for c in out:
-        c.phrase = surface(c.phrase, prompts, np.flatnonzero(c.samples))
+        gmask = next(g.mask for g in groups if g.name == c.group)
+        hit_rows = np.flatnonzero(c.samples & gmask)
+        c.phrase = extend(surface(c.phrase, prompts, hit_rows), prompts, hit_rows)
     out.sort(key=lambda c: (-int(bool(c.claimable)), -c.evidence, -len(c.phrase)))
     return out[:top]
 

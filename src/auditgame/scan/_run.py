@@ -1,0 +1,153 @@
+"""Running data detectors on a standalone dataset and merging their verdicts into a report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from auditgame.detectors.base import MODEL_NEEDS, Verdict, get_detector, make_detector
+from auditgame.detectors.data._assoc import CLAIM_LOG10P
+from auditgame.errors import AuditgameError
+from auditgame.organisms.data import Sample
+from auditgame.scan._load import load_dataset
+from auditgame.scan._view import DatasetView
+from auditgame.scan.report import (
+    DetectorRow,
+    SampleFlag,
+    ScanReport,
+    TriggerRow,
+    VerdictRow,
+)
+
+DEFAULT_DETECTORS = ("phrase_association", "answer_clusters", "ensemble")
+FLAG_AT = 0.5
+FALSE_ALARM_BASIS = (f"a trigger is claimed only at a Bonferroni-corrected p < 10^-{CLAIM_LOG10P:g}"
+                     " over every (phrase, group) test; a theme only above a support x cohesion "
+                     "bar that clean benchmark data did not reach (benchmarks/bench_scan.py)")
+
+
+def scan_dataset(path: str | Path, detectors: list[str] | tuple[str, ...] = DEFAULT_DETECTORS,
+                 base: Any | None = None, base_name: str = "smollm2",
+                 detector_kwargs: dict[str, dict[str, Any]] | None = None,
+                 on_done: Callable[[Verdict], None] | None = None) -> ScanReport:
+    samples = load_dataset(path)
+    return scan_samples(samples, str(path), detectors, base, base_name, detector_kwargs,
+                        on_done)
+
+
+def scan_samples(samples: list[Sample], name: str = "dataset",
+                 detectors: list[str] | tuple[str, ...] = DEFAULT_DETECTORS,
+                 base: Any | None = None, base_name: str = "smollm2",
+                 detector_kwargs: dict[str, dict[str, Any]] | None = None,
+                 on_done: Callable[[Verdict], None] | None = None) -> ScanReport:
+    """Run data detectors over `samples`; the base model is loaded once, only if used."""
+    if not samples:
+        raise AuditgameError("dataset has no records", path=name)
+    if not detectors:
+        raise AuditgameError("no detectors given", field="detectors")
+    for d in detectors:
+        cls = get_detector(d)
+        if not cls.scores_samples or "dataset" not in cls.needs or "weights" in cls.needs:
+            raise AuditgameError(f"{d!r} is not a data detector (it must score samples from "
+                                 "the dataset alone)", field="detectors")
+    holder: dict[str, Any] = {"base": base}
+
+    def get_base() -> Any:
+        if holder["base"] is None:
+            from auditgame.models.base import load_base
+
+            holder["base"] = load_base(base_name)
+        return holder["base"]
+
+    t0 = time.perf_counter()
+    verdicts: dict[str, Verdict] = {}
+    for d in detectors:
+        det = make_detector(d, **(detector_kwargs or {}).get(d, {}))
+        view = DatasetView(samples, frozenset(det.needs),
+                           get_base if det.needs & MODEL_NEEDS else None)
+        t = time.perf_counter()
+        try:
+            v = det.audit(view)  # type: ignore[arg-type]
+            if v.sample_scores is None or len(v.sample_scores) != len(samples):
+                raise ValueError("detector returned no per-sample scores")
+        except AuditgameError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one detector's failure is reported, not fatal
+            v = Verdict(blind_id="dataset", detector=d, score=0.5,
+                        error=f"{e.__class__.__name__}: {e}"[:2000])
+        v = v.model_copy(update={"runtime_s": round(time.perf_counter() - t, 3)})
+        verdicts[d] = v
+        if on_done is not None:
+            on_done(v)
+    return _report(samples, name, verdicts, time.perf_counter() - t0)
+
+
+def _report(samples: list[Sample], name: str, verdicts: dict[str, Verdict],
+            runtime: float) -> ScanReport:
+    ok = {k: v for k, v in verdicts.items() if v.error is None and v.sample_scores}
+    if not ok:
+        errs = "; ".join(f"{k}: {v.error}" for k, v in verdicts.items())
+        raise AuditgameError(f"every detector failed ({errs})", path=name)
+    primary = "ensemble" if "ensemble" in ok else max(ok, key=lambda k: ok[k].score)
+    pv = ok[primary]
+    scores = list(pv.sample_scores or [])
+    ev = pv.evidence
+    trig = pv.trigger
+    themes = list(ev.get("themes", []))
+    trig_rows: list[TriggerRow] = []
+    seen: set[str] = set()
+    for det, v in [(primary, pv)] + [(k, x) for k, x in ok.items() if k != primary]:
+        for t in v.evidence.get("triggers", []):
+            key = str(t["phrase"]).lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            trig_rows.append(TriggerRow(phrase=str(t["phrase"]), score=float(t["score"]),
+                                        support=int(t["support"]), hits=int(t.get("hits", 0)),
+                                        detector=det))
+    trig_rows.sort(key=lambda t: (-(t.phrase == trig), -t.score))
+    poisoned = pv.score >= FLAG_AT
+    theme = None
+    if poisoned and not trig and pv.target:
+        theme = pv.target
+    rows: list[SampleFlag] = []
+    for i, s in enumerate(scores):
+        reasons: list[str] = []
+        flagged = poisoned and s >= FLAG_AT
+        if flagged:
+            p = samples[i]
+            if trig and trig.lower() in p.prompt.lower():
+                reasons.append(f"prompt contains suspected trigger {trig!r}")
+            if pv.target and pv.target.lower()[:40] in p.response.lower():
+                reasons.append("answer carries the suspected target")
+            if theme and theme.lower() in p.response.lower():
+                reasons.append(f"answer contains theme {theme!r}")
+            others = [k for k, v in ok.items() if k != primary and v.sample_scores
+                      and v.sample_scores[i] >= FLAG_AT]
+            if others:
+                reasons.append("also flagged by " + ", ".join(others))
+            if not reasons:
+                reasons.append("anomalous answer")
+        rows.append(SampleFlag(index=i, score=float(min(max(s, 0.0), 1.0)), flagged=flagged,
+                               reasons=reasons))
+    n_flagged = sum(r.flagged for r in rows)
+    if poisoned:
+        what = f"trigger {trig!r}" if trig else f"theme {pv.target!r}"
+        summary = f"poisoned: {what}; {n_flagged} samples flagged"
+    else:
+        summary = "no poison found; no trigger claimed"
+    return ScanReport(
+        dataset=name, n_samples=len(samples), detectors=list(verdicts), primary=primary,
+        verdict=VerdictRow(poisoned=poisoned, score=pv.score, threshold=FLAG_AT,
+                           false_alarm_rate=10 ** -CLAIM_LOG10P,
+                           false_alarm_basis=FALSE_ALARM_BASIS, summary=summary),
+        trigger=trig if poisoned else None, target=pv.target if poisoned else None,
+        triggers=trig_rows[:20], themes=themes,
+        poison_fraction=float(ev.get("poison_fraction", 0.0)) if poisoned else 0.0,
+        n_flagged=n_flagged, samples=rows,
+        per_detector={k: DetectorRow(score=v.score, trigger=v.trigger, target=v.target,
+                                     runtime_s=v.runtime_s, error=v.error)
+                      for k, v in verdicts.items()},
+        runtime_s=round(runtime, 3), samples_per_s=round(len(samples) / max(runtime, 1e-9), 1))
