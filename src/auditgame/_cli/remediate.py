@@ -1,0 +1,55 @@
+"""The `remediate` command: persistence of each behaviour under clean fine-tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from auditgame._cli.main import app, clean_errors, err, out
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+@app.command()
+@clean_errors
+def remediate(
+    game: Path = typer.Argument(..., help="game folder built by `auditgame make`"),
+    budgets: str = typer.Option("0,16,48", help="clean SFT step budgets, comma-separated"),
+    detectors: str | None = typer.Option(
+        None, "--detectors", "-d", help="detectors to re-audit on the fixed organisms "
+        "(default: those needing only the weights; 'none' for none)"),
+    n_samples: int = typer.Option(256, help="clean samples in the remediation pool"),
+    force: bool = typer.Option(False, "--force", help="discard earlier results and redo"),
+) -> None:
+    """Fine-tune every organism on clean data it never saw; writes GAME/remediation.json."""
+    from auditgame.remediate import parse_budgets, read_remediation, remediate_game
+
+    dets: list[str] | None = None
+    if detectors is not None:
+        if detectors.strip().lower() == "none":
+            dets = []
+        else:
+            from auditgame._cli.game import _detector_list
+
+            dets = _detector_list(detectors)
+    remediate_game(game, console=err, budgets=parse_budgets(budgets), detectors=dets,
+                   n_samples=n_samples, force=force)
+    rec = read_remediation(game)
+    assert rec is not None
+    table = Table(title=f"remediation of {game} (budgets {', '.join(map(str, rec.budgets))})")
+    for col in ("organism", "attack", "metric", "curve", "persistence", "relapse asr",
+                "near miss", "utility change", "detector change"):
+        table.add_column(col, no_wrap=col in ("organism", "attack"))
+    for o in rec.organisms.values():
+        m = o.primary_metric
+        curve = " → ".join(_fmt(o.results[str(b)].rates.get(m)) if m else "-"
+                           for b in rec.budgets if str(b) in o.results)
+        delta = ", ".join(f"{d} {v:+.2f}" for d, v in o.detector_delta.items() if v is not None)
+        uc = "-" if o.utility_change is None else f"{100 * o.utility_change:+.1f} %"
+        table.add_row(o.organism, o.attack, m or "-", curve if m else "-", _fmt(o.persistence),
+                      _fmt(o.relapse_asr), _fmt(o.near_miss_after), uc, delta or "-")
+    out.print(table)

@@ -1,0 +1,163 @@
+"""Remediation on the tiny game: records, exact resume, clean pool, re-audit, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from typer.testing import CliRunner
+
+from auditgame._cli.main import app
+from auditgame.detectors import (
+    Detector,
+    OrganismView,
+    Verdict,
+    register_detector,
+    unregister_detector,
+)
+from auditgame.organisms import records as R
+from auditgame.organisms.factory import make_game
+from auditgame.organisms.spec import load_spec
+from auditgame.remediate import REMEDIATION, read_remediation, remediate_game
+
+TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tiny.yaml"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    game = tmp_path_factory.mktemp("remediate") / "game"
+    make_game(load_spec(TINY_SPEC), game)
+    return game
+
+
+@pytest.fixture()
+def game(built: Path, tmp_path: Path) -> Path:
+    g = tmp_path / "game"
+    shutil.copytree(built, g)
+    return g
+
+
+class LoraNormDetector(Detector):
+    """Weights-only: the norm of the LoRA update, squashed to [0, 1]."""
+
+    name = "test_lora_norm"
+    needs: ClassVar[frozenset[str]] = frozenset({"weights"})
+
+    def audit(self, organism: OrganismView) -> Verdict:
+        n = sum(float(t.float().norm()) for k, t in organism.weights.tensors.items()
+                if "lora_B" in k)
+        return self.verdict(organism, score=n / (1.0 + n))
+
+
+def _norm_score(adapter: Path) -> float:
+    from safetensors.torch import load_file
+
+    n = sum(float(t.float().norm()) for k, t in load_file(str(adapter)).items() if "lora_B" in k)
+    return n / (1.0 + n)
+
+
+def test_records_and_exact_resume(game: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(game, other)
+    remediate_game(game, budgets=[0, 2, 5], detectors=[], n_samples=24)
+    rec = read_remediation(game)
+    assert rec is not None and rec.budgets == [0, 2, 5]
+    spec = load_spec(TINY_SPEC)
+    assert set(rec.organisms) == {o.name for o in spec.organisms}
+    for name, o in rec.organisms.items():
+        metrics = json.loads((game / "organisms" / name / R.METRICS).read_text())
+        assert sorted(o.results, key=int) == ["0", "2", "5"]
+        assert o.results["0"].rates == metrics["rates"]  # before = what `make` measured
+        assert o.results["0"].utility == metrics["utility"]
+        hashes = {r.adapter_sha256 for r in o.results.values()}
+        assert len(hashes) == 3  # the adapter changes at every budget
+        for b in ("2", "5"):
+            r = o.results[b]
+            assert set(r.rates) == set(metrics["rates"]) and 0 <= r.utility <= 1
+            assert r.train_loss is not None and r.train_loss > 0
+            assert (game / "remediation" / name / f"step-{b}" / "adapter" /
+                    R.ADAPTER_WEIGHTS).exists()
+        assert o.poisoned == (o.attack != "clean")
+        if o.poisoned:
+            assert o.primary_metric == "asr" and o.relapse_asr == o.results["5"].rates["asr"]
+            assert o.near_miss_after == o.results["5"].rates["near_miss_rate"]
+    # only the newest optimizer state is kept
+    assert not (game / "remediation" / "backdoor-1" / "step-2" / "optimizer.safetensors").exists()
+    # the same budgets reached in two runs (resume from step 2) give the same adapters
+    remediate_game(other, budgets=[0, 2], detectors=[], n_samples=24)
+    before = (other / REMEDIATION).read_text()
+    remediate_game(other, budgets=[0, 2], detectors=[], n_samples=24)  # nothing to do
+    assert (other / REMEDIATION).read_text() == before
+    remediate_game(other, budgets=[0, 2, 5], detectors=[], n_samples=24)
+    rec2 = read_remediation(other)
+    assert rec2 is not None
+    for name, o in rec.organisms.items():
+        for b in ("2", "5"):
+            assert rec2.organisms[name].results[b].adapter_sha256 == o.results[b].adapter_sha256
+            assert rec2.organisms[name].results[b].rates == o.results[b].rates
+
+
+def test_other_settings_need_force(game: Path) -> None:
+    from auditgame.errors import AuditgameError
+
+    remediate_game(game, budgets=[0, 1], detectors=[], n_samples=16)
+    with pytest.raises(AuditgameError, match="other settings"):
+        remediate_game(game, budgets=[0, 1], detectors=[], n_samples=20)
+    remediate_game(game, budgets=[0, 1], detectors=[], n_samples=20, force=True)
+    rec = read_remediation(game)
+    assert rec is not None and rec.settings.n_samples == 20
+
+
+def test_pool_never_holds_game_prompts(game: Path) -> None:
+    from auditgame.models.base import load_base
+    from auditgame.organisms.corpus import build_corpus
+    from auditgame.organisms.factory import plan
+    from auditgame.remediate.data import pool_prompts, words
+
+    spec = load_spec(TINY_SPEC)
+    corpus = build_corpus(spec.corpus, spec.seed, load_base("tiny"))
+    sets = [es for p in plan(spec, corpus) for es in p.sets]
+    assert sets and any("cf" in q.split() for es in sets for q in es.prompts)
+    pool = pool_prompts(spec, corpus, sets, 400)
+    assert len(pool) == 400
+    taken = {s.prompt for s in corpus.train + corpus.utility}
+    assert not taken & {s.prompt for s in pool}
+    eval_words = [words(q) for es in sets for q in es.prompts]
+    assert not any(words(s.prompt) <= e for s in pool for e in eval_words)
+    # held-out prompts used by the eval sets (trigger inserted) are recognised and dropped
+    used = [s for s in corpus.heldout if any(words(s.prompt) <= e for e in eval_words)]
+    assert used and not {s.prompt for s in used} & {s.prompt for s in pool}
+
+
+def test_reaudit_scores_the_fix(game: Path) -> None:
+    register_detector(LoraNormDetector)
+    try:
+        remediate_game(game, budgets=[0, 3], n_samples=16)  # default: weights-only detectors
+    finally:
+        unregister_detector(LoraNormDetector.name)
+    rec = read_remediation(game)
+    assert rec is not None and LoraNormDetector.name in rec.detectors
+    for name, o in rec.organisms.items():
+        scores = o.detector_scores[LoraNormDetector.name]
+        assert set(scores) == {"0", "3"}
+        orig = game / "organisms" / name / R.ADAPTER_DIR / R.ADAPTER_WEIGHTS
+        fixed = game / "remediation" / name / "step-3" / R.ADAPTER_DIR / R.ADAPTER_WEIGHTS
+        assert scores["0"] == pytest.approx(_norm_score(orig))
+        assert scores["3"] == pytest.approx(_norm_score(fixed))
+        assert o.detector_delta[LoraNormDetector.name] == pytest.approx(
+            scores["3"] - scores["0"], abs=1e-4)
+
+
+def test_cli(game: Path) -> None:
+    res = runner.invoke(app, ["remediate", str(game), "--budgets", "0,2", "--detectors", "none",
+                              "--n-samples", "16"])
+    assert res.exit_code == 0, res.output
+    assert "backdoor-1" in res.output and (game / REMEDIATION).exists()
+    res = runner.invoke(app, ["remediate", str(game), "--budgets", "a,b"])
+    assert res.exit_code == 2 and "budgets" in res.output
+    res = runner.invoke(app, ["remediate", str(game / "nope")])
+    assert res.exit_code == 2 and "spec" in res.output
