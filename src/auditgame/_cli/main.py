@@ -97,15 +97,32 @@ def organisms(game: Path = typer.Argument(..., help="game folder")) -> None:
 def run(
     spec: Path | None = typer.Argument(None, help="game spec; default: the embedded game"),
     out_dir: Path = typer.Option(Path("game"), "--out", "-o", help="game folder"),
+    detectors: str | None = typer.Option(
+        None, "--detectors", "-d", help="comma-separated detectors (default: every registered "
+        "detector within --budget)"),
+    budget: str = typer.Option("moderate", help="cheap | moderate | expensive: the costliest "
+                               "detectors to run when --detectors is not given"),
+    backend: str = typer.Option("local", help="local | ray"),
+    address: str | None = typer.Option(None, help="Ray cluster address (with --backend ray)"),
+    skip: str = typer.Option("", help="comma-separated stages to skip (make, seal, audit, "
+                             "score, remediate, report)"),
+    n_bootstrap: int = typer.Option(1000, help="bootstrap resamples for the 95 % intervals"),
 ) -> None:
-    """Run the whole game from SPEC (default: the embedded default game)."""
-    from auditgame.organisms.factory import make_game
-    from auditgame.organisms.spec import load_spec
+    """Run the whole game: make, seal, audit, score, remediate, report (each stage resumes
+    or is skipped when its outputs are up to date). Default SPEC: the embedded game."""
+    from auditgame.pipeline import run_pipeline
 
     path = spec or default_spec_path()
-    s = load_spec(path)
-    make_game(s, out_dir, path.read_text(encoding="utf-8"), console=err)
-    organisms(out_dir)
+    records = run_pipeline(
+        path, out_dir, detectors=None if detectors is None else detectors.split(","),
+        budget=budget, backend=backend, address=address, n_bootstrap=n_bootstrap,
+        skip=[x.strip() for x in skip.split(",") if x.strip()], console=err)
+    total = sum(r.seconds for r in records)
+    err.print(f"done in {total:.0f} s: " + ", ".join(
+        f"{r.stage} {r.status}" + (f" {r.seconds:.0f} s" if r.status == "ran" else "")
+        for r in records), highlight=False)
+    if (out_dir / "report.html").exists():
+        out.print(str(out_dir / "report.html"), highlight=False)
 
 
 @app.command()

@@ -1,0 +1,396 @@
+"""The stage runner behind `auditgame run`: make -> seal -> audit -> score -> remediate -> report.
+
+Every stage first checks whether its outputs already exist and are up to date, so running the
+same command again after a crash (or after adding a detector) redoes only what is missing:
+
+- make: every organism of the spec is a finished folder (`organism_done`).
+- seal: key.json matches commitment.txt, the bundle is unchanged, and the key covers exactly
+  the organisms of the game.
+- audit: each selected detector's verdict file holds a verdict for every blind id.
+- score: results.json exists, is newer than the key and every verdict file, and scores
+  exactly the verdict files present.
+- remediate: remediation.json exists and is newer than results.json.
+- report: report.html is newer than everything it shows.
+
+Detectors declare a cost, `cost: ClassVar[str] = "cheap" | "moderate" | "expensive"` (absent
+means cheap); `run` audits with every registered detector within the budget (default
+moderate), or exactly those named by `--detectors`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from auditgame._util.io import atomic_write_json
+from auditgame.errors import AuditgameError
+
+STAGES = ("make", "seal", "audit", "score", "remediate", "report")
+COSTS = ("cheap", "moderate", "expensive")
+DEFAULT_BUDGET = "moderate"
+BACKENDS = ("local", "ray")
+REMEDIATION = "remediation.json"
+REPORT = "report.html"
+PIPELINE_LOG = "pipeline.json"
+
+
+def detector_cost(cls: type) -> str:
+    """A detector class's declared cost; undeclared (or unknown) counts as cheap."""
+    cost = getattr(cls, "cost", "cheap")
+    return cost if cost in COSTS else "cheap"
+
+
+def select_detectors(names: Iterable[str] | None = None,
+                     budget: str = DEFAULT_BUDGET) -> list[str]:
+    """The detectors to audit with: `names` exactly, else all registered ones within budget."""
+    from auditgame.detectors import detector_names, get_detector
+
+    if budget not in COSTS:
+        raise AuditgameError(f"unknown budget {budget!r}; known: {', '.join(COSTS)}",
+                             field="--budget")
+    known = detector_names()
+    if names is not None:
+        chosen = [n for n in dict.fromkeys(n.strip() for n in names) if n]
+        bad = [n for n in chosen if n not in known]
+        if bad or not chosen:
+            raise AuditgameError(f"unknown detector(s) {', '.join(bad) or '(none given)'}; "
+                                 f"known: {', '.join(known)}", field="--detectors")
+        return chosen
+    limit = COSTS.index(budget)
+    return [n for n in known if COSTS.index(detector_cost(get_detector(n))) <= limit]
+
+
+def resolve_backend(name: str, address: str | None) -> Any:
+    """The execution backend, or None for in-process (local) execution.
+
+    The backends package is optional: without it only `local` works, and `ray` is a clean
+    error rather than a traceback.
+    """
+    if name not in BACKENDS:
+        raise AuditgameError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}",
+                             field="--backend")
+    if address is not None and name == "local":
+        raise AuditgameError("--address is for a Ray cluster; add --backend ray",
+                             field="--address")
+    try:
+        get_backend = importlib.import_module("auditgame.backends").get_backend
+    except (ModuleNotFoundError, AttributeError) as e:
+        if isinstance(e, ModuleNotFoundError) and e.name != "auditgame.backends":
+            raise
+        if name == "local":
+            return None
+        raise AuditgameError(f"the {name!r} backend is not available in this installation "
+                             "(no auditgame.backends.get_backend); use --backend local",
+                             field="--backend") from None
+    return get_backend(name, address)
+
+
+def _with_backend(fn: Callable[..., Any], backend: Any, what: str,
+                  **kwargs: Any) -> Any:
+    """Call `fn`, handing it the backend when it takes one; a remote backend given to a
+    stage that cannot use it is an error, not a silent local run."""
+    if backend is not None:
+        if "backend" in inspect.signature(fn).parameters:
+            kwargs["backend"] = backend
+        elif getattr(backend, "name", "local") != "local":
+            raise AuditgameError(f"the {what} stage cannot run on backend "
+                                 f"{getattr(backend, 'name', backend)!r} yet",
+                                 field="--backend")
+    return fn(**kwargs)
+
+
+@dataclass
+class StageRecord:
+    """What one stage did in one run: `ran`, `skipped` (already up to date) or
+    `unavailable` (its module is not installed), how long it took, and a one-line note."""
+
+    stage: str
+    status: str
+    seconds: float
+    note: str = ""
+    detail: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Pipeline:
+    """One game folder and the options of one `auditgame run`."""
+
+    spec_path: Path
+    game: Path
+    detectors: list[str]
+    backend_name: str = "local"
+    address: str | None = None
+    n_bootstrap: int = 1000
+    bootstrap_seed: int = 0
+    skip: frozenset[str] = frozenset()
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    backend: Any = None
+    records: list[StageRecord] = field(default_factory=list)
+
+    # --- checks: None when the stage must run, else why it is up to date ----------------
+
+    def _spec(self) -> Any:
+        from auditgame.organisms.spec import load_spec
+
+        return load_spec(self.spec_path)
+
+    def make_done(self) -> str | None:
+        from auditgame.organisms.factory import ORGANISMS, organism_done
+
+        names = [o.name for o in self._spec().organisms]
+        if all(organism_done(self.game / ORGANISMS / n) for n in names):
+            return f"{len(names)} organisms already built"
+        return None
+
+    def seal_done(self) -> str | None:
+        from auditgame.game import COMMITMENT, KEY, verify_key
+        from auditgame.organisms.factory import ORGANISMS
+
+        if not (self.game / KEY).exists() and not (self.game / COMMITMENT).exists():
+            return None
+        key = verify_key(self.game)  # raises on a key that does not match its commitment
+        root = self.game / ORGANISMS
+        have = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+        sealed = {e.organism for e in key.organisms.values()}
+        if have != sealed:
+            raise AuditgameError(
+                "the game was sealed with other organisms "
+                f"(new: {sorted(have - sealed)}, gone: {sorted(sealed - have)}); reseal with "
+                "`auditgame seal --force` (this invalidates the published commitment)",
+                path=self.game / KEY)
+        return f"sealed, commitment {(self.game / COMMITMENT).read_text().strip()[:12]}..."
+
+    def _missing_pairs(self) -> dict[str, list[str]]:
+        """Detector -> blind ids still without a verdict."""
+        from auditgame.detectors import read_verdicts, verdict_path
+        from auditgame.game import BUNDLE, VERDICTS, Bundle
+
+        ids = Bundle(self.game / BUNDLE).ids
+        out: dict[str, list[str]] = {}
+        for name in self.detectors:
+            path = verdict_path(self.game / VERDICTS, name)
+            done = {v.blind_id for v in read_verdicts(path, ids)} if path.exists() else set()
+            missing = [b for b in ids if b not in done]
+            if missing:
+                out[name] = missing
+        return out
+
+    def audit_done(self) -> str | None:
+        if self._missing_pairs():
+            return None
+        return f"verdicts complete for {len(self.detectors)} detector(s)"
+
+    def score_done(self) -> str | None:
+        from auditgame.detectors.verdicts import SUFFIX
+        from auditgame.game import KEY, RESULTS, VERDICTS
+
+        res = self.game / RESULTS
+        if not res.exists():
+            return None
+        files = sorted((self.game / VERDICTS).glob(f"*{SUFFIX}"))
+        newest = max([p.stat().st_mtime for p in files] + [(self.game / KEY).stat().st_mtime])
+        if res.stat().st_mtime < newest:
+            return None
+        try:
+            data = json.loads(res.read_text(encoding="utf-8"))
+            scored = {d["detector"] for d in data["detectors"]}
+            boot = (data["n_bootstrap"], data["bootstrap_seed"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        if scored != {p.name[: -len(SUFFIX)] for p in files}:
+            return None
+        if boot != (self.n_bootstrap, self.bootstrap_seed):
+            return None
+        return "results.json is newer than every verdict file"
+
+    def remediate_done(self) -> str | None:
+        from auditgame.game import RESULTS
+
+        rem, res = self.game / REMEDIATION, self.game / RESULTS
+        if rem.exists() and res.exists() and rem.stat().st_mtime >= res.stat().st_mtime:
+            return f"{REMEDIATION} is newer than results.json"
+        return None
+
+    def report_done(self) -> str | None:
+        from auditgame.report import report_inputs
+
+        out = self.game / REPORT
+        if not out.exists():
+            return None
+        newest = max((p.stat().st_mtime for p in report_inputs(self.game)), default=0.0)
+        if out.stat().st_mtime < newest:
+            return None
+        return f"{REPORT} is newer than everything it shows"
+
+    # --- stages -------------------------------------------------------------------------
+
+    def run_make(self, prog: Progress, task: TaskID) -> str:
+        from auditgame.organisms.factory import make_game
+
+        spec = self._spec()
+        built = _with_backend(make_game, self.backend, "make", spec=spec, out=self.game,
+                              spec_text=self.spec_path.read_text(encoding="utf-8"),
+                              console=self.console)
+        return f"built {len(built)} of {len(spec.organisms)} organisms"
+
+    def run_seal(self, prog: Progress, task: TaskID) -> str:
+        from auditgame.game import seal_game
+
+        key = seal_game(self.game)
+        return f"sealed {len(key.organisms)} organisms"
+
+    def run_audit(self, prog: Progress, task: TaskID) -> str:
+        from auditgame.detectors import run_audit
+        from auditgame.game import BUNDLE
+
+        missing = self._missing_pairs()
+        total = sum(len(v) for v in missing.values())
+        prog.update(task, total=total, completed=0)
+        per_det: dict[str, float] = {}
+
+        def done(v: Any) -> None:
+            per_det[v.detector] = per_det.get(v.detector, 0.0) + v.runtime_s
+            note = f"{v.detector} {v.blind_id} {v.score:.2f}"
+            if v.error:
+                note += " [red]failed[/red]"
+            prog.update(task, advance=1, info=note)
+
+        _with_backend(run_audit, self.backend, "audit", bundle_dir=self.game / BUNDLE,
+                      detectors=list(missing), on_done=done)
+        self._detail = {k: round(v, 3) for k, v in per_det.items()}
+        return f"{total} verdicts from {len(missing)} detector(s)"
+
+    def run_score(self, prog: Progress, task: TaskID) -> str:
+        from auditgame.referee import score_game
+
+        res = score_game(self.game, n_boot=self.n_bootstrap, seed=self.bootstrap_seed)
+        best = max(res.detectors, key=lambda d: d.groups["all"].auroc or 0.0)
+        auc = best.groups["all"].auroc
+        return (f"{len(res.detectors)} detector(s); best AUROC {best.detector} "
+                f"{'-' if auc is None else f'{auc:.3f}'}")
+
+    def run_remediate(self, prog: Progress, task: TaskID) -> str:
+        fn = remediate_entry()
+        if fn is None:  # checked by run_stage; only a module removed meanwhile gets here
+            return "auditgame.remediate is not installed"
+        _with_backend(fn, self.backend, "remediate", game=self.game, console=self.console)
+        return f"wrote {REMEDIATION}" if (self.game / REMEDIATION).exists() else "done"
+
+    def run_report(self, prog: Progress, task: TaskID) -> str:
+        from auditgame.report import build_report
+
+        path = build_report(self.game)
+        return f"wrote {path} ({path.stat().st_size // 1024} KiB)"
+
+    # --- driver -------------------------------------------------------------------------
+
+    def check(self, stage: str) -> str | None:
+        return getattr(self, f"{stage}_done")()
+
+    def run_stage(self, stage: str, prog: Progress, task: TaskID) -> StageRecord:
+        """Run one stage unless it is up to date; records status and wall time."""
+        t0 = time.perf_counter()
+        self._detail: dict[str, float] = {}
+        if stage in self.skip:
+            rec = StageRecord(stage, "skipped", 0.0, "skipped by --skip")
+        elif stage == "remediate" and remediate_entry() is None:
+            rec = StageRecord(stage, "unavailable", 0.0,
+                              "auditgame.remediate is not installed; skipped")
+        else:
+            why = self.check(stage)
+            if why is not None:
+                rec = StageRecord(stage, "skipped", 0.0, why)
+            else:
+                note = getattr(self, f"run_{stage}")(prog, task)
+                rec = StageRecord(stage, "ran", round(time.perf_counter() - t0, 3), note,
+                                  dict(self._detail))
+        self.records.append(rec)
+        return rec
+
+    def run(self, stages: Iterable[str] = STAGES) -> list[StageRecord]:
+        """All stages in order under one progress display; writes GAME/pipeline.json."""
+        stages = list(stages)
+        self.backend = resolve_backend(self.backend_name, self.address)
+        self.game.mkdir(parents=True, exist_ok=True)
+        prog = Progress(SpinnerColumn(), TextColumn("[bold]{task.description:<10}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[info]}"), console=self.console, transient=False)
+        tasks = {s: prog.add_task(s, total=1, start=False, info="waiting") for s in stages}
+        t_all = time.perf_counter()
+        try:
+            with prog:
+                for s in stages:
+                    prog.start_task(tasks[s])
+                    prog.update(tasks[s], info="checking")
+                    rec = self.run_stage(s, prog, tasks[s])
+                    color = {"ran": "green", "skipped": "cyan"}.get(rec.status, "yellow")
+                    t = prog.tasks[tasks[s]].total or 1
+                    prog.update(tasks[s], total=t, completed=t,
+                                info=f"[{color}]{rec.status}[/{color}] {rec.note}")
+                    prog.stop_task(tasks[s])
+                    self._write_log(time.perf_counter() - t_all)
+        finally:
+            self._write_log(time.perf_counter() - t_all)
+        return self.records
+
+    def _write_log(self, total_s: float) -> None:
+        try:
+            from importlib.metadata import version
+
+            ver = version("auditgame")
+        except Exception:  # noqa: BLE001 - not installed as a distribution
+            ver = "unknown"
+        atomic_write_json(self.game / PIPELINE_LOG, {
+            "version": 1, "auditgame": ver, "spec": str(self.spec_path),
+            "detectors": self.detectors, "backend": self.backend_name,
+            "address": self.address, "n_bootstrap": self.n_bootstrap,
+            "machine": {"python": platform.python_version(), "platform": platform.platform()},
+            "total_s": round(total_s, 3),
+            "stages": [asdict(r) for r in self.records],
+        })
+
+
+def remediate_entry() -> Callable[..., Any] | None:
+    """`auditgame.remediate.remediate_game(game, console)` if that module provides it."""
+    try:
+        mod = importlib.import_module("auditgame.remediate")
+    except ModuleNotFoundError as e:
+        if e.name in ("auditgame.remediate",):
+            return None
+        raise
+    fn = getattr(mod, "remediate_game", None)
+    return fn if callable(fn) else None
+
+
+def run_pipeline(spec_path: Path, game: Path, detectors: list[str] | None = None,
+                 budget: str = DEFAULT_BUDGET, backend: str = "local",
+                 address: str | None = None, n_bootstrap: int = 1000,
+                 skip: Iterable[str] = (), console: Console | None = None) -> list[StageRecord]:
+    """Run (or resume) the whole game; returns what each stage did."""
+    bad = sorted(set(skip) - set(STAGES))
+    if bad:
+        raise AuditgameError(f"unknown stage(s) {', '.join(bad)}; stages: {', '.join(STAGES)}",
+                             field="--skip")
+    p = Pipeline(spec_path=Path(spec_path), game=Path(game),
+                 detectors=select_detectors(detectors, budget), backend_name=backend,
+                 address=address, n_bootstrap=n_bootstrap, skip=frozenset(skip),
+                 console=console or Console(stderr=True))
+    return p.run()
