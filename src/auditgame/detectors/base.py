@@ -135,6 +135,14 @@ class OrganismView:
             self._cache["model"] = self._loader(self.blind_id)[0]
         return self._cache["model"]
 
+    def peer(self, blind_id: str) -> OrganismView:
+        """Another organism of the same bundle, with the same needs: a detector may calibrate
+        one organism against the whole bundle (every auditor sees all of it, never the key)."""
+        view = OrganismView(self._bundle, blind_id, self._needs, self._loader,
+                            self._base_loader)
+        self._bundle.folder(blind_id)  # unknown ids fail here
+        return view
+
     @property
     def base(self) -> Any:
         """The shared base model (`auditgame.models.base.BaseModel`): compare against it,
