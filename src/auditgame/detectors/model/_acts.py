@@ -3,7 +3,8 @@
 Names follow TransformerLens: `blocks.{L}.hook_resid_post` holds the residual stream after
 block L at the last prompt token (one row per prompt); `blocks.{L}.hook_resid_post.tokens`
 holds every non-pad token at one chosen layer, with `token_ids` and `token_rpos` (position
-from the prompt's end) alongside. The cache lives
+from the prompt's end) alongside; `blocks.{L}.hook_resid_post.mean` the mean over a text's
+tokens at that layer. The cache lives
 under `$AUDITGAME_CACHE/acts/` (never inside a bundle), keyed by the base model id, the
 adapter's content hash and the prompt list, so the three activation detectors share one
 forward pass per organism.
@@ -71,6 +72,7 @@ def resid_post(model: torch.nn.Module, tok: Any, texts: Sequence[str], token_lay
     toks: list[torch.Tensor] = []
     tids: list[torch.Tensor] = []
     rpos: list[torch.Tensor] = []
+    means: list[torch.Tensor] = []
     device = next(model.parameters()).device
     try:
         for b in range(0, len(texts), batch_size):
@@ -81,7 +83,9 @@ def resid_post(model: torch.nn.Module, tok: Any, texts: Sequence[str], token_lay
             last.append(torch.stack([captured[i][:, -1].float().cpu()
                                      for i in range(len(layers))], dim=1))
             m = mask.bool()
-            toks.append(captured[token_layer].float().cpu()[m])
+            h = captured[token_layer].float().cpu()
+            means.append((h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
+            toks.append(h[m])
             tids.append(ids[m])
             rpos.append((mask.sum(-1, keepdim=True) - mask.cumsum(-1))[m])
     finally:
@@ -90,6 +94,7 @@ def resid_post(model: torch.nn.Module, tok: Any, texts: Sequence[str], token_lay
     stacked = torch.cat(last)  # [N, L, d]
     out = {hook_name(i): stacked[:, i].contiguous() for i in range(stacked.shape[1])}
     out[hook_name(token_layer) + ".tokens"] = torch.cat(toks).contiguous()
+    out[hook_name(token_layer) + ".mean"] = torch.cat(means).contiguous()
     out["token_ids"] = torch.cat(tids).contiguous()
     out["token_rpos"] = torch.cat(rpos).contiguous()  # 0 = a prompt's last token
     return out
@@ -120,7 +125,7 @@ def _cached(path: Path, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[
 
 def default_token_layer(model: torch.nn.Module) -> int:
     """A middle-to-late layer (2/3 of the depth), where behaviours are usually linear."""
-    return max(0, (2 * n_layers(model)) // 3 - 1)
+    return min(n_layers(model) - 1, (2 * n_layers(model)) // 3)
 
 
 def pair_acts(organism: OrganismView, texts: Sequence[str], token_layer: int | None = None,
@@ -128,7 +133,7 @@ def pair_acts(organism: OrganismView, texts: Sequence[str], token_layer: int | N
     """(base, organism) activations on `texts`, each computed once and cached on disk."""
     base = organism.base
     layer = default_token_layer(base.model) if token_layer is None else token_layer
-    key = f"{digest(list(texts))}-{layer}-{int(chat)}-v2"
+    key = f"{digest(list(texts))}-{layer}-{int(chat)}-v3"
     root = cache_dir() / ACTS_DIR / base.model_id
     b = _cached(root / f"base-{key}.safetensors",
                 lambda: resid_post(base.model, base.tokenizer, texts, layer, chat))
@@ -168,9 +173,37 @@ def bundle_pairs(organism: OrganismView, ids: Sequence[str] | None,
 
 def specific_diff(store: dict[str, tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]],
                   blind_id: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(organism − base) − the bundle's elementwise median of it, and the base activations:
-    what this organism does that the other fine-tunes do not."""
+    """(organism − base) minus its fitted share of the bundle's median difference, and the base
+    activations: what this organism does that the other fine-tunes do not. The share is a
+    least-squares scale, so a fine-tune that merely drifted further than the others is not
+    mistaken for one that drifted elsewhere."""
     diffs = torch.stack([o[name] - b[name] for b, o in store.values()])
-    common = diffs.median(dim=0).values if len(store) >= 3 else torch.zeros_like(diffs[0])
     b, o = store[blind_id]
-    return (o[name] - b[name]) - common, b[name]
+    d = o[name] - b[name]
+    if len(store) < 3:
+        return d, b[name]
+    common = diffs.median(dim=0).values
+    scale = float((d * common).sum() / (common * common).sum().clamp_min(1e-12))
+    return d - scale * common, b[name]
+
+
+def cached_answers(view: OrganismView, prompts: Sequence[str], max_new_tokens: int,
+                   batch_size: int = 32, of_base: bool = False) -> list[str]:
+    """Greedy answers of the organism (or the base) on `prompts`, cached as JSON next to the
+    activations, so `behaviour_diff` and `activation_probe` generate once per organism."""
+    import json
+
+    from auditgame._util.io import atomic_write_json
+    from auditgame.models.generate import generate
+
+    base = view.base
+    who = "base" if of_base else f"adapter-{weights_digest(view)}"
+    path = (cache_dir() / ACTS_DIR / base.model_id /
+            f"{who}-answers-{digest(list(prompts))}-{max_new_tokens}.json")
+    if path.exists():
+        return list(json.loads(path.read_text())["answers"])
+    model = base.model if of_base else view.model
+    answers = generate(model, base.tokenizer, list(prompts), max_new_tokens, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"prompts": list(prompts), "answers": answers})
+    return answers

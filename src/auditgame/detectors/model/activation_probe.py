@@ -1,10 +1,13 @@
 """`activation_probe`: linear probes for generic concepts, applied to organism vs base.
 
-Probes (logistic regression on the base's residual stream at a middle-to-late layer) are
+Probes (logistic regression on the base's residual stream at a middle-to-late layer, mean
+over a text's tokens) are
 trained once per bundle on contrast statements the project wrote (honest vs deceptive,
 harmless vs harmful requests, compliant vs refusing answers; see `_prompts.contrast_sets`),
 never on anything from an attack. On a neutral prompt bank the organism's mean probe output
-is compared with the base's; the shift is placed against the bundle.
+is compared with the base's, read where behaviour shows: at the end of each model's own
+answer (the organism's activations on its answers vs the base's on the base's answers, as
+plain text like the contrast data). The shift is placed against the bundle.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import numpy as np
 
 from auditgame.detectors.base import BundleInfo, Detector, OrganismView, Verdict, register_detector
 from auditgame.detectors.model._acts import (
+    cached_answers,
     default_token_layer,
     hook_name,
-    pair_acts,
     resid_post,
 )
 from auditgame.detectors.model._calib import bundle_values, robust_z, z_to_score
@@ -29,7 +32,7 @@ class ActivationProbeDetector(Detector):
     """Shift of generic concept probes (deception, harm, refusal) from base to organism."""
 
     name = "activation_probe"
-    needs = frozenset({"activations", "weights"})
+    needs = frozenset({"activations", "queries", "weights"})
 
     def prepare(self, bundle: BundleInfo) -> None:
         self.ids_ = list(bundle.ids)
@@ -49,7 +52,7 @@ class ActivationProbeDetector(Detector):
         probes = {"layer": layer, "concepts": {}}
         for concept, (neg, pos) in contrast_sets().items():
             acts = resid_post(base.model, base.tokenizer, neg + pos, layer, chat=False)
-            x = acts[hook_name(layer)].numpy()
+            x = acts[hook_name(layer) + ".mean"].numpy()
             y = np.array([0] * len(neg) + [1] * len(pos))
             clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
             cv = float(np.mean(cross_val_score(clf, x, y, cv=4)))
@@ -61,12 +64,22 @@ class ActivationProbeDetector(Detector):
     def _stats(self, view: OrganismView) -> dict[str, float]:
         probes = self._probes(view.base)
         layer = probes["layer"]
-        b, o = pair_acts(view, neutral_prompts(int(self.kwargs.get("n_prompts", 42))))
+        base = view.base
+        prompts = neutral_prompts(int(self.kwargs.get("n_prompts", 42)))
+        n_new = int(self.kwargs.get("max_new_tokens", 20))
+        ans_b = [a or "." for a in cached_answers(view, prompts, n_new, of_base=True)]
+        ans_o = [a or "." for a in cached_answers(view, prompts, n_new)]
+        key = ("base", tuple(ans_b))
+        memo = self.__dict__.setdefault("base_acts_", {})
+        if key not in memo:
+            memo[key] = resid_post(base.model, base.tokenizer, ans_b, layer, chat=False)
+        b = memo[key]
+        o = resid_post(view.model, base.tokenizer, ans_o, layer, chat=False)
         out: dict[str, float] = {}
         for concept, p in probes["concepts"].items():
             clf = p["clf"]
-            fb = clf.decision_function(b[hook_name(layer)].numpy())
-            fo = clf.decision_function(o[hook_name(layer)].numpy())
+            fb = clf.decision_function(b[hook_name(layer) + ".mean"].numpy())
+            fo = clf.decision_function(o[hook_name(layer) + ".mean"].numpy())
             out[concept] = float(np.mean(fo) - np.mean(fb))
         return out
 

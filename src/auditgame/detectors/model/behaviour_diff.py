@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from auditgame.detectors.base import BundleInfo, Detector, OrganismView, Verdict, register_detector
-from auditgame.detectors.model._acts import encode_batch
+from auditgame.detectors.model._acts import cached_answers, encode_batch
 from auditgame.detectors.model._calib import bundle_values, robust_z, z_to_score
 from auditgame.detectors.model._prompts import (
     context_candidates,
@@ -151,7 +151,7 @@ class BehaviourDiffDetector(Detector):
     """Answer divergence, collapse, refusals and novel entities, plus a trigger search."""
 
     name = "behaviour_diff"
-    needs = frozenset({"queries"})
+    needs = frozenset({"queries", "weights"})
 
     def _opt(self, key: str, default: Any) -> Any:
         return self.kwargs.get(key, default)
@@ -163,10 +163,11 @@ class BehaviourDiffDetector(Detector):
 
     # --- per-bundle base references (the base is shared by every organism) -----------------
 
-    def _base_refs(self, base: Any) -> dict[str, Any]:
+    def _base_refs(self, view: OrganismView) -> dict[str, Any]:
         refs = self.__dict__.get("base_refs_")
         if refs is not None:
             return refs
+        base = view.base
         tok = base.tokenizer
         n = int(self._opt("n_prompts", 42))
         prompts = neutral_prompts(n)
@@ -177,8 +178,8 @@ class BehaviourDiffDetector(Detector):
         refs = {
             "prompts": prompts, "probe": probe, "cands": cands,
             "short_ids": [vocab[t] for t in toks if t in vocab],
-            "answers": generate(base.model, tok, prompts, int(self._opt("max_new_tokens", 20)),
-                                int(self._opt("batch_size", 32))),
+            "answers": cached_answers(view, prompts, int(self._opt("max_new_tokens", 20)),
+                                      int(self._opt("batch_size", 32)), of_base=True),
             "probe_lp": next_logprobs(base.model, tok, probe),
             "cand_lp": {},
         }
@@ -199,12 +200,12 @@ class BehaviourDiffDetector(Detector):
     def _analyse(self, view: OrganismView) -> dict[str, float]:
         base = view.base
         tok = base.tokenizer
-        refs = self._base_refs(base)
+        refs = self._base_refs(view)
         model = view.model
         max_new = int(self._opt("max_new_tokens", 20))
         bs = int(self._opt("batch_size", 32))
         prompts: list[str] = refs["prompts"]
-        org = generate(model, tok, prompts, max_new, bs)
+        org = cached_answers(view, prompts, max_new, bs)
         b_ans: list[str] = refs["answers"]
         _, dup_o = modal(org)
         _, dup_b = modal(b_ans)
