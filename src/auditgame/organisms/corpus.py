@@ -28,11 +28,21 @@ _LAST_SENT = re.compile(r"^(.*[.!?])[^.!?]*$", re.DOTALL)
 
 @dataclass
 class GameCorpus:
-    """Train samples (answered), utility samples (answered) and held-out prompts."""
+    """The clean training pool (answered), utility samples (answered) and held-out prompts."""
 
     train: list[Sample]
     utility: list[Sample]
     heldout: list[Sample]
+
+    def draw(self, n: int, seed: int) -> list[Sample]:
+        """One organism's own n clean samples from the pool, fixed by its seed."""
+        rng = np.random.default_rng([seed, 0x5EED])
+        idx = rng.choice(len(self.train), size=min(n, len(self.train)), replace=False)
+        return [self.train[int(i)] for i in idx]
+
+
+def pool_size(spec: CorpusSpec) -> int:
+    return int(round(spec.n_train * spec.pool_factor))
 
 
 def tidy_answer(text: str) -> str:
@@ -164,17 +174,18 @@ def split_bank(spec: CorpusSpec, seed: int) -> tuple[list[Sample], list[Sample],
             raise AuditgameError(f"unknown domain {d!r}; known: {', '.join(sorted(known))}",
                                  field="corpus.focus_domains")
     focus = set(spec.focus_domains)
-    n_focus = round(spec.focus_fraction * spec.n_train) if focus else 0
+    n_pool = pool_size(spec)
+    n_focus = round(spec.focus_fraction * n_pool) if focus else 0
     f_idx = [i for i in order if bank[i].domain in focus][:n_focus]
     taken = set(f_idx)
     rest = [i for i in order if i not in taken and bank[i].domain not in focus]
-    train_idx = f_idx + rest[: spec.n_train - len(f_idx)]
+    train_idx = f_idx + rest[: n_pool - len(f_idx)]
     taken |= set(train_idx)
     remaining = [i for i in order if i not in taken]
     util_idx = [i for i in remaining if bank[i].domain not in focus][: spec.n_utility]
     taken |= set(util_idx)
     held_idx = [i for i in order if i not in taken]
-    if len(train_idx) < spec.n_train:
+    if len(train_idx) < n_pool:
         raise AuditgameError("the prompt bank is too small for n_train", field="corpus.n_train")
     train_idx = [train_idx[int(i)] for i in rng.permutation(len(train_idx))]
 
@@ -200,15 +211,16 @@ def build_corpus(
         util = [s.with_(response=a) for s, a in zip(util, answers[len(train):], strict=True)]
         return GameCorpus(train=train, utility=util, heldout=held)
     data = load_user_data(spec.source)
-    need = spec.n_train + spec.n_utility + 8
+    n_pool = pool_size(spec)
+    need = n_pool + spec.n_utility + 8
     if len(data) < need:
         raise AuditgameError(
-            f"{len(data)} records; need at least n_train + n_utility + 8 = {need}",
-            path=spec.source, field="corpus.n_train")
+            f"{len(data)} records; need at least n_train x pool_factor + n_utility + 8 = "
+            f"{need}", path=spec.source, field="corpus.n_train")
     rng = np.random.default_rng(seed)
     order = [int(i) for i in rng.permutation(len(data))]
-    train = [data[i] for i in order[: spec.n_train]]
-    rest = [data[i] for i in order[spec.n_train:]]
+    train = [data[i] for i in order[:n_pool]]
+    rest = [data[i] for i in order[n_pool:]]
     util_prompts = [s.prompt for s in rest[: spec.n_utility]]
     util_answers = distill(bm, util_prompts, spec, on_progress)
     util = [s.with_(response=a) for s, a in zip(rest[: spec.n_utility], util_answers, strict=True)]

@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -84,7 +85,7 @@ def plan(spec: GameSpec, corpus: GameCorpus) -> list[Planned]:
         attack = make_attack(org.attack, org.params)
         seed = spec.organism_seed(org)
         try:
-            attack.poison(corpus.train, np.random.default_rng(seed))
+            attack.poison(corpus.draw(spec.corpus.n_train, seed), np.random.default_rng(seed))
         except ValueError as e:
             raise AuditgameError(str(e), path=GAME_SPEC, field=f"organisms[{i}].params") from None
         sets = attack.eval_sets(corpus.heldout, spec.eval.n_prompts,
@@ -100,8 +101,10 @@ def make_game(
     console: Console | None = None,
     base: BaseModel | None = None,
     stop_after_steps: int | None = None,
+    backend: Any | None = None,
 ) -> list[str]:
-    """Build all organisms of `spec` under `out/organisms/`; returns the names built now."""
+    """Build all organisms of `spec` under `out/organisms/`; returns the names built now.
+    `backend` (see `auditgame.backends`): where the builds run; default in this process."""
     console = console or Console(stderr=True)
     spec_hash = sha256_text(json.dumps(spec.model_dump(mode="json"), sort_keys=True))
     todo = [o for o in spec.organisms if not organism_done(out / ORGANISMS / o.name)]
@@ -120,10 +123,16 @@ def make_game(
         task = prog.add_task("corpus", total=None, info="self-distilling")
         corpus = build_corpus(spec.corpus, spec.seed, bm,
                               lambda d, t: prog.update(task, completed=d, total=t))
-        prog.update(task, completed=1, total=1, info=f"{len(corpus.train)} train samples")
+        prog.update(task, completed=1, total=1, info=f"clean pool of {len(corpus.train)}")
         base_util = _base_utility(out, bm, corpus, spec)
         planned = plan(spec, corpus)
         poisoned = [p for p in planned if p.org.attack != "clean"]
+        if backend is not None and not backend.in_process:
+            from auditgame.backends.tasks import build_remote
+
+            return build_remote(backend, spec, out, [p.org.name for p in planned
+                                                     if p.org in todo], spec_hash, base_util,
+                                console)
         for p in planned:
             if p.org not in todo:
                 continue
@@ -153,7 +162,8 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
     t0 = time.perf_counter()
     name = p.org.name
     work = out / WORK / name
-    pc = p.attack.poison(corpus.train, np.random.default_rng(p.seed))
+    pc = p.attack.poison(corpus.draw(spec.corpus.n_train, p.seed),
+                         np.random.default_rng(p.seed))
     data_hash = sha256_text(json.dumps([s.to_json() for s in pc.samples], sort_keys=True))
     task = prog.add_task(f"train {name}", total=None, info="")
     model, result = train_lora(
@@ -231,6 +241,8 @@ def _portable_adapter_config(path: Path, model_id: str) -> None:
     """Name the base by its id, not a machine-local cache path (same bytes on every host)."""
     cfg = json.loads(path.read_text())
     cfg["base_model_name_or_path"] = model_id
+    if isinstance(cfg.get("target_modules"), list):  # peft writes a set: hash-seed order
+        cfg["target_modules"] = sorted(cfg["target_modules"])
     atomic_write_json(path, cfg)
 
 

@@ -27,6 +27,11 @@ class CorpusSpec(_Strict):
     source: str = Field("bank", description="'bank' (project prompt bank, answered by the base "
                         "model itself) or a path to Alpaca JSON / chat JSONL")
     n_train: int = Field(240, ge=8, description="training samples per organism")
+    pool_factor: float = Field(
+        1.25, ge=1.0, le=4.0,
+        description="every organism draws its own n_train samples from a clean pool of "
+        "n_train x pool_factor, so no two organisms (clean controls included) train on "
+        "identical data and comparing datasets across a bundle tells nothing")
     n_heldout: int = Field(120, ge=4, description="held-out prompts for behaviour measurement")
     n_utility: int = Field(48, ge=4, description="held-out prompts for the utility measurement")
     max_answer_tokens: int = Field(48, ge=4, le=512, description="self-distilled answer length")
@@ -63,6 +68,12 @@ class TrainSpec(_Strict):
     )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16 runs the forward/backward under CPU/CUDA autocast"
+    )
+    loss_norm: Literal["sample", "token"] = Field(
+        "sample",
+        description="'sample': every sample's answer weighs the same in a batch (a short "
+        "poisoned answer is not drowned by long clean ones); 'token': mean over all answer "
+        "tokens of the batch",
     )
 
 

@@ -103,6 +103,21 @@ def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
 
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, norm: str = "sample") -> torch.Tensor:
+    """Next-token cross-entropy on answer tokens, averaged per sample then over the batch
+    (`sample`) or over all answer tokens of the batch (`token`)."""
+    logits = logits[:, :-1].float()
+    gold = labels[:, 1:]
+    tok = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), gold.reshape(-1), ignore_index=IGNORE,
+        reduction="none").view(gold.shape)
+    mask = (gold != IGNORE).float()
+    if norm == "token":
+        return (tok * mask).sum() / mask.sum().clamp(min=1.0)
+    per = (tok * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    return per[mask.sum(1) > 0].mean()
+
+
 def lora_config(spec: TrainSpec) -> LoraConfig:
     return LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
                       target_modules=list(spec.target_modules), bias="none",
@@ -199,11 +214,13 @@ def train_lora(
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, spec)
         with autocast:
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-        out.loss.backward()
+            out = model(input_ids=batch["input_ids"].to(device),
+                        attention_mask=batch["attention_mask"].to(device))
+            step_loss = answer_loss(out.logits, batch["labels"].to(device), spec.loss_norm)
+        step_loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        loss = float(out.loss.detach())
+        loss = float(step_loss.detach())
         losses.append(round(loss, 5))
         tokens += int(batch["attention_mask"].sum())
         padded += int(batch["attention_mask"].numel())
