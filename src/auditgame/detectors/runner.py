@@ -116,8 +116,10 @@ def _check(v: Any, det: Detector, bid: str, n_train: int) -> None:
 
 def run_audit(bundle_dir: Path | str, detectors: list[str], out_dir: Path | str | None = None,
               base: Any | None = None, detector_kwargs: dict[str, dict[str, Any]] | None = None,
-              on_done: Callable[[Verdict], None] | None = None) -> dict[str, Path]:
-    """Run the named detectors over the bundle; returns detector name -> verdict file."""
+              on_done: Callable[[Verdict], None] | None = None,
+              backend: Any | None = None) -> dict[str, Path]:
+    """Run the named detectors over the bundle; returns detector name -> verdict file.
+    `backend` (see `auditgame.backends`): where the audits run; default in this process."""
     bundle = Bundle(bundle_dir)
     out = Path(out_dir) if out_dir is not None else default_out_dir(bundle_dir)
     if out.resolve().is_relative_to(bundle.root.resolve()):
@@ -127,4 +129,9 @@ def run_audit(bundle_dir: Path | str, detectors: list[str], out_dir: Path | str 
     dets = [make_detector(n, **(detector_kwargs or {}).get(n, {})) for n in detectors]
     holder = _BaseHolder(bundle, base)
     out.mkdir(parents=True, exist_ok=True)
+    if backend is not None and not backend.in_process:
+        from auditgame.backends.tasks import audit_remote
+
+        return audit_remote(backend, bundle, out, [d.name for d in dets],
+                            detector_kwargs or {}, on_done)
     return {d.name: run_detector(d, bundle, out, holder, on_done) for d in dets}

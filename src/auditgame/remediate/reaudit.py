@@ -43,7 +43,13 @@ class AdapterPool:
     def ids(self) -> list[str]:
         return sorted(self.items)
 
+    def folder(self, blind_id: str) -> Path:
+        if blind_id not in self.items:
+            raise KeyError(f"unknown organism id {blind_id!r}")
+        return self.items[blind_id][0].parent
+
     def adapter_dir(self, blind_id: str) -> Path:
+        self.folder(blind_id)
         return self.items[blind_id][0]
 
     def dataset(self, blind_id: str) -> list[Sample]:
