@@ -9,7 +9,8 @@ same command again after a crash (or after adding a detector) redoes only what i
 - audit: each selected detector's verdict file holds a verdict for every blind id.
 - score: results.json exists, is newer than the key and every verdict file, and scores
   exactly the verdict files present.
-- remediate: remediation.json exists and is newer than results.json.
+- remediate: always handed to `auditgame.remediate.remediate_game`, which resumes per
+  organism and budget by itself (skipped with a note when that module is absent).
 - report: report.html is newer than everything it shows.
 
 Detectors declare a cost, `cost: ClassVar[str] = "cheap" | "moderate" | "expensive"` (absent
@@ -103,18 +104,16 @@ def resolve_backend(name: str, address: str | None) -> Any:
     return get_backend(name, address)
 
 
-def _with_backend(fn: Callable[..., Any], backend: Any, what: str,
-                  **kwargs: Any) -> Any:
-    """Call `fn`, handing it the backend when it takes one; a remote backend given to a
-    stage that cannot use it is an error, not a silent local run."""
+def _with_backend(fn: Callable[..., Any], backend: Any, **kwargs: Any) -> tuple[Any, str]:
+    """Call `fn`, handing it the backend when it takes one; a stage without backend support
+    runs in this process (same results) and says so in the returned note."""
+    note = ""
     if backend is not None:
         if "backend" in inspect.signature(fn).parameters:
             kwargs["backend"] = backend
-        elif getattr(backend, "name", "local") != "local":
-            raise AuditgameError(f"the {what} stage cannot run on backend "
-                                 f"{getattr(backend, 'name', backend)!r} yet",
-                                 field="--backend")
-    return fn(**kwargs)
+        elif not getattr(backend, "in_process", True):
+            note = f" (in this process: no {getattr(backend, 'name', '?')} support)"
+    return fn(**kwargs), note
 
 
 @dataclass
@@ -222,11 +221,9 @@ class Pipeline:
         return "results.json is newer than every verdict file"
 
     def remediate_done(self) -> str | None:
-        from auditgame.game import RESULTS
-
-        rem, res = self.game / REMEDIATION, self.game / RESULTS
-        if rem.exists() and res.exists() and rem.stat().st_mtime >= res.stat().st_mtime:
-            return f"{REMEDIATION} is newer than results.json"
+        """Always hand over: `remediate_game` resumes per (organism, budget) by itself and
+        returns at once when everything is done; a partial remediation.json (a crash
+        mid-way) cannot be told from a finished one here."""
         return None
 
     def report_done(self) -> str | None:
@@ -246,10 +243,10 @@ class Pipeline:
         from auditgame.organisms.factory import make_game
 
         spec = self._spec()
-        built = _with_backend(make_game, self.backend, "make", spec=spec, out=self.game,
-                              spec_text=self.spec_path.read_text(encoding="utf-8"),
-                              console=self.console)
-        return f"built {len(built)} of {len(spec.organisms)} organisms"
+        built, note = _with_backend(make_game, self.backend, spec=spec, out=self.game,
+                                    spec_text=self.spec_path.read_text(encoding="utf-8"),
+                                    console=self.console)
+        return f"built {len(built)} of {len(spec.organisms)} organisms{note}"
 
     def run_seal(self, prog: Progress, task: TaskID) -> str:
         from auditgame.game import seal_game
@@ -273,10 +270,10 @@ class Pipeline:
                 note += " [red]failed[/red]"
             prog.update(task, advance=1, info=note)
 
-        _with_backend(run_audit, self.backend, "audit", bundle_dir=self.game / BUNDLE,
-                      detectors=list(missing), on_done=done)
+        _, note = _with_backend(run_audit, self.backend, bundle_dir=self.game / BUNDLE,
+                                detectors=list(missing), on_done=done)
         self._detail = {k: round(v, 3) for k, v in per_det.items()}
-        return f"{total} verdicts from {len(missing)} detector(s)"
+        return f"{total} verdicts from {len(missing)} detector(s){note}"
 
     def run_score(self, prog: Progress, task: TaskID) -> str:
         from auditgame.referee import score_game
@@ -291,8 +288,9 @@ class Pipeline:
         fn = remediate_entry()
         if fn is None:  # checked by run_stage; only a module removed meanwhile gets here
             return "auditgame.remediate is not installed"
-        _with_backend(fn, self.backend, "remediate", game=self.game, console=self.console)
-        return f"wrote {REMEDIATION}" if (self.game / REMEDIATION).exists() else "done"
+        _, note = _with_backend(fn, self.backend, game=self.game, console=self.console)
+        return (f"{REMEDIATION} up to date" if (self.game / REMEDIATION).exists()
+                else "done") + note
 
     def run_report(self, prog: Progress, task: TaskID) -> str:
         from auditgame.report import build_report
