@@ -25,6 +25,15 @@ from auditgame.models.base import cache_dir
 from auditgame.models.generate import chat_prompt
 
 ACTS_DIR = "acts"
+ACTS_ENV = "AUDITGAME_ACTS_CACHE"
+
+
+def acts_root(model_id: str) -> Path:
+    """`$AUDITGAME_ACTS_CACHE` or `$AUDITGAME_CACHE/acts`, one folder per base model."""
+    import os
+
+    root = os.environ.get(ACTS_ENV)
+    return (Path(root) if root else cache_dir() / ACTS_DIR) / model_id
 
 
 def hook_name(layer: int) -> str:
@@ -134,7 +143,7 @@ def pair_acts(organism: OrganismView, texts: Sequence[str], token_layer: int | N
     base = organism.base
     layer = default_token_layer(base.model) if token_layer is None else token_layer
     key = f"{digest(list(texts))}-{layer}-{int(chat)}-v3"
-    root = cache_dir() / ACTS_DIR / base.model_id
+    root = acts_root(base.model_id)
     b = _cached(root / f"base-{key}.safetensors",
                 lambda: resid_post(base.model, base.tokenizer, texts, layer, chat))
     o = _cached(root / f"adapter-{weights_digest(organism)}-{key}.safetensors",
@@ -198,8 +207,7 @@ def cached_answers(view: OrganismView, prompts: Sequence[str], max_new_tokens: i
 
     base = view.base
     who = "base" if of_base else f"adapter-{weights_digest(view)}"
-    path = (cache_dir() / ACTS_DIR / base.model_id /
-            f"{who}-answers-{digest(list(prompts))}-{max_new_tokens}.json")
+    path = acts_root(base.model_id) / f"{who}-answers-{digest(list(prompts))}-{max_new_tokens}.json"
     if path.exists():
         return list(json.loads(path.read_text())["answers"])
     model = base.model if of_base else view.model
