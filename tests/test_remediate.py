@@ -27,6 +27,17 @@ TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tin
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny model gains nothing from threads; on a shared, busy machine they spin."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     game = tmp_path_factory.mktemp("remediate") / "game"
