@@ -45,7 +45,7 @@ header{padding-top:18px}h1{margin:.2em 0}h2{margin-top:1.6em;border-bottom:2px s
 code{font-size:12px;word-break:break-all}.ok{color:#1e8449;font-weight:600}
 .bad{color:#c0392b;font-weight:600}table{border-collapse:collapse;margin:.6em 0;font-size:13px}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .figs{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}img{max-width:100%;height:auto;
 background:#fff;border:1px solid #eee}.det,.card{background:#fff;border:1px solid #ddd;
 border-radius:6px;padding:8px 14px;margin:14px 0}.cards{display:grid;
