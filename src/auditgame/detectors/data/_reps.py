@@ -1,12 +1,13 @@
 """Base-model representations of training samples and prompt log-perplexities, batched.
 
-`representations` gives one row per sample: the mean over the real tokens of
-`blocks.{L}.hook_resid_post` (TransformerLens naming) of the plain text "prompt\\nanswer", the
-prompt and the answer each clipped to half of `max_len` tokens. The forward pass stops after
-block L, so a middle layer costs about L/n_layers of a full pass. Results are cached in memory
-per (dataset content, base model, layer, length), so `spectral`, `activation_clustering` and
-the ensemble share one pass. `log_ppl` scores many short texts in padded batches (the ONION
-detector's workhorse).
+`representations` gives one row per sample: the means of `blocks.{L}.hook_resid_post`
+(TransformerLens naming) over the prompt's tokens and over the answer's tokens of the plain
+text "prompt\\nanswer", side by side (2 x d_model), so a trigger in the prompt and a payload in
+the answer each keep their own dimensions; the prompt is clipped to half of `max_len` tokens.
+The forward pass stops after block L, so a middle layer costs about L/n_layers of a full pass.
+Results are cached in memory per (dataset content, base model, layer, length), so `spectral`,
+`activation_clustering` and the ensemble share one pass. `log_ppl` and `token_nll` score many
+short texts in padded batches (the ONION detector's workhorse).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def representations(samples: list[Sample], base: Any, layer: int | None = None,
                     max_len: int = MAX_LEN, batch_size: int = BATCH) -> np.ndarray:
-    """(n, d) mean-pooled residual stream after block `layer` of each prompt + answer."""
+    """(n, 2d) residual stream after block `layer`, mean-pooled over prompt and answer."""
     model, tok = base.model, base.tokenizer
     layer = pick_layer(model) if layer is None else layer
     key = (dataset_key(samples), str(getattr(base, "model_id", id(model))), layer, max_len)
@@ -76,10 +77,12 @@ def representations(samples: list[Sample], base: Any, layer: int | None = None,
     start = _start_id(tok)
     nl = _ids(tok, "\n", 4)
     enc = []
+    cut = []  # where each text's answer starts
     for s in samples:
         p = _ids(tok, s.prompt, half)
         a = _ids(tok, s.response, max_len - len(p) - len(nl) - 1)
         enc.append([start] + p + nl + a)
+        cut.append(1 + len(p) + len(nl))
     grabbed: dict[str, torch.Tensor] = {}
 
     def hook(_m: Any, _i: Any, out: Any) -> None:
@@ -90,7 +93,7 @@ def representations(samples: list[Sample], base: Any, layer: int | None = None,
     handle = block.register_forward_hook(hook)
     device = next(model.parameters()).device
     d = int(model.config.hidden_size)
-    out = np.zeros((len(samples), d), dtype=np.float32)
+    out = np.zeros((len(samples), 2 * d), dtype=np.float32)
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
     try:
         for b in range(0, len(order), batch_size):
@@ -101,10 +104,15 @@ def representations(samples: list[Sample], base: Any, layer: int | None = None,
             except _Stop:
                 pass
             h = grabbed["h"].float()
-            m = mask.to(h.device).unsqueeze(-1).float()
+            m = mask.to(h.device).float()
             m[:, 0] = 0.0  # the start token's state is the same for every text (an attention sink)
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-            out[idx] = pooled.cpu().numpy()
+            pos = torch.arange(m.shape[1], device=h.device)[None]
+            c = torch.tensor([cut[i] for i in idx], device=h.device)[:, None]
+            parts = []
+            for mm in (m * (pos < c), m * (pos >= c)):  # prompt part, answer part
+                mm = mm.unsqueeze(-1)
+                parts.append((h * mm).sum(1) / mm.sum(1).clamp(min=1.0))
+            out[idx] = torch.cat(parts, dim=1).cpu().numpy()
     finally:
         handle.remove()
     if len(_CACHE) > 8:
