@@ -174,3 +174,11 @@ def token_nll(texts: Sequence[list[int]], base: Any, batch_size: int = 32) -> li
         for r, i in enumerate(idx):
             out[i] = nll[r, : len(rows[i]) - 1]
     return out
+
+
+def answer_reps(samples: list[Sample], base: Any) -> np.ndarray:
+    """The answer half of `representations`: answer tokens read in the context of their
+    prompt, so a trigger still shapes them, while prompt templates (which cluster on their
+    own and would make any prompt phrase look associated with the cluster) stay out."""
+    X = representations(samples, base)
+    return X[:, X.shape[1] // 2:]

@@ -1,13 +1,15 @@
 """`activation_clustering` (Chen et al. 2019) on base-model representations.
 
 Chen et al. split each label's activations into two clusters and call the smaller one poison
-when it is small and well separated. A dataset has no labels, so the representations
-(`_reps`, robustly standardised, reduced to `dims` principal components) are first split into
-coarse groups by k-means (the stand-in for labels); each group is 2-means clustered and its
-small cluster's relative size and silhouette recorded. A sample's score is how much nearer it
-is to its group's small centroid than to the big one, plus the silhouette of a small cluster
-(< 35 % of its group). Small clusters and the top 1/3/10 % go through the shared association
-test, so a trigger is claimed only at a Bonferroni-corrected p < 1e-3.
+when it is small and well separated (relative size, silhouette). A dataset has no labels, and
+a 2-means split of a whole dataset follows its topics (on BackdoorLLM it ranked poison below
+chance). So the representations (answer tokens read in the context of their prompt,
+`_reps.answer_reps`, robustly standardised, reduced to `dims` principal components) are split
+by k-means into `k` clusters (default 8) and Chen's two criteria are applied per cluster: a
+sample's score is (1 - its cluster's share of the data) + 0.5 x its silhouette, so members of
+a small, well-separated cluster score highest. Clusters under 10 % of the data and the top
+1/3/10 % go through the shared association test, so a trigger is claimed only at a
+Bonferroni-corrected p < 1e-3.
 """
 
 from __future__ import annotations
@@ -20,62 +22,47 @@ import numpy as np
 from auditgame.detectors.base import Detector, OrganismView, Verdict, register_detector
 from auditgame.detectors.data._assoc import Group
 from auditgame.detectors.data._findings import conclude
-from auditgame.detectors.data._reps import representations, standardise
+from auditgame.detectors.data._reps import answer_reps, standardise
 from auditgame.detectors.data._text import robust_z, tail
 from auditgame.detectors.data.ensemble import top_groups
 from auditgame.organisms.data import Sample
 
-SMALL = 0.35  # Chen et al.: a cluster under ~35 % of its class is suspicious
+SMALL = 0.10  # clusters under this share of the data are tested as groups
 DIMS = 10
+K = 8
 
 
 @dataclass
-class Split:
-    """One coarse group's 2-means split."""
+class Cluster:
+    """One k-means cluster: its size and mean silhouette."""
 
     size: int
-    small_size: int
+    share: float
     silhouette: float
-    small: np.ndarray = field(repr=False)  # mask over the dataset
-
-    @property
-    def rel(self) -> float:
-        return self.small_size / max(self.size, 1)
+    mask: np.ndarray = field(repr=False)
 
 
 def clusters(samples: list[Sample], base: Any, dims: int = DIMS,
-             groups: int | None = None) -> tuple[np.ndarray, list[Split]]:
-    """Per-sample score and every group's split."""
+             k: int = K) -> tuple[np.ndarray, list[Cluster]]:
+    """Per-sample score and every cluster."""
     from sklearn.cluster import KMeans
-    from sklearn.metrics import silhouette_score
+    from sklearn.metrics import silhouette_samples
 
-    Z = standardise(representations(samples, base))
+    Z = standardise(answer_reps(samples, base))
     n = len(Z)
     _, s, vt = np.linalg.svd(Z, full_matrices=False)
     R = Z @ vt[: min(dims, len(s))].T
-    g = groups if groups is not None else int(np.clip(n // 200, 1, 6))
-    coarse = (KMeans(g, n_init=4, random_state=0).fit_predict(R) if g > 1
-              else np.zeros(n, dtype=int))
-    score = np.zeros(n)
-    splits: list[Split] = []
-    for c in range(g):
-        rows = np.flatnonzero(coarse == c)
-        if rows.size < 6:
-            continue
-        km = KMeans(2, n_init=4, random_state=0).fit(R[rows])
-        lab = km.labels_
-        counts = np.bincount(lab, minlength=2)
-        sm = int(np.argmin(counts))
-        d = np.linalg.norm(R[rows][:, None, :] - km.cluster_centers_[None], axis=2)
-        margin = (d[:, 1 - sm] - d[:, sm]) / (d.sum(axis=1) + 1e-9)
-        sil = float(silhouette_score(R[rows], lab, sample_size=min(2000, rows.size),
-                                     random_state=0)) if counts.min() > 1 else 0.0
-        mask = np.zeros(n, dtype=bool)
-        mask[rows[lab == sm]] = True
-        sp = Split(int(rows.size), int(counts[sm]), sil, mask)
-        splits.append(sp)
-        score[rows] = margin + (sil * (lab == sm) if sp.rel < SMALL else 0.0)
-    return score, splits
+    k = int(min(k, max(2, n // 10)))
+    if n < 6:
+        return np.zeros(n), []
+    lab = KMeans(k, n_init=4, random_state=0).fit_predict(R)
+    counts = np.bincount(lab, minlength=k)
+    sil = silhouette_samples(R, lab) if len(set(lab.tolist())) > 1 else np.zeros(n)
+    score = (1.0 - counts[lab] / n) + 0.5 * sil
+    out = [Cluster(int(counts[c]), float(counts[c] / n),
+                   float(sil[lab == c].mean()) if counts[c] else 0.0, lab == c)
+           for c in range(k)]
+    return score, out
 
 
 def outlier_scores(samples: list[Sample], base: Any) -> np.ndarray:
@@ -85,7 +72,7 @@ def outlier_scores(samples: list[Sample], base: Any) -> np.ndarray:
 
 @register_detector
 class ActivationClusteringDetector(Detector):
-    """Small, well-separated 2-means clusters of base-model sample representations."""
+    """Small, well-separated clusters of base-model sample representations."""
 
     name = "activation_clustering"
     needs = frozenset({"dataset", "activations"})
@@ -94,13 +81,13 @@ class ActivationClusteringDetector(Detector):
 
     def audit(self, organism: OrganismView) -> Verdict:
         data = organism.dataset
-        score, splits = clusters(data, organism.base, int(self.kwargs.get("dims", DIMS)))
+        score, cl = clusters(data, organism.base, int(self.kwargs.get("dims", DIMS)),
+                             int(self.kwargs.get("k", K)))
         groups = top_groups(score, "activation_clustering")
-        groups += [Group(f"small_cluster_{i}", sp.small, "small 2-means cluster")
-                   for i, sp in enumerate(splits) if sp.rel < SMALL and sp.small_size >= 3]
+        groups += [Group(f"small_cluster_{i}", c.mask, "small k-means cluster")
+                   for i, c in enumerate(cl) if c.share < SMALL and c.size >= 3]
         f = conclude(data, tail(robust_z(score)), groups, None,
-                     extra={"splits": [{"size": sp.size, "small": sp.small_size,
-                                        "relative_size": round(sp.rel, 3),
-                                        "silhouette": round(sp.silhouette, 3)}
-                                       for sp in splits]})
+                     extra={"clusters": [{"size": c.size, "share": round(c.share, 4),
+                                          "silhouette": round(c.silhouette, 3)}
+                                         for c in sorted(cl, key=lambda c: c.size)]})
         return self.verdict(organism, score=f.score, **f.verdict_kwargs())

@@ -1,6 +1,7 @@
 """`spectral`: spectral signatures (Tran et al. 2018) on base-model representations.
 
-Each sample is the base model's mean-pooled residual stream of prompt + answer (`_reps`);
+Each sample is the base model's residual stream mean-pooled over its answer tokens, read in
+the context of the prompt (`_reps.answer_reps`);
 representations are centred and robustly scaled, and a sample's outlier score is its squared
 projection on a top singular vector: the largest over the top `K` = 3 (Tran et al. use
 the top one within each label; a dataset has no labels, so its biggest direction is usually
@@ -18,7 +19,7 @@ import numpy as np
 
 from auditgame.detectors.base import Detector, OrganismView, Verdict, register_detector
 from auditgame.detectors.data._findings import conclude
-from auditgame.detectors.data._reps import representations, standardise
+from auditgame.detectors.data._reps import answer_reps, standardise
 from auditgame.detectors.data._text import robust_z, tail
 from auditgame.detectors.data.ensemble import top_groups
 from auditgame.organisms.data import Sample
@@ -28,7 +29,7 @@ K = 3  # top directions; Tran et al. use 1 per label, an unlabelled dataset mixe
 
 def spectrum(samples: list[Sample], base: Any, k: int = K) -> tuple[np.ndarray, np.ndarray]:
     """(per-sample outlier score, singular values) of the standardised representations."""
-    Z = standardise(representations(samples, base))
+    Z = standardise(answer_reps(samples, base))
     _, s, vt = np.linalg.svd(Z, full_matrices=False)
     k = max(1, min(k, len(s)))
     proj = Z @ vt[:k].T / np.maximum(s[:k], 1e-9) * np.sqrt(len(Z))
