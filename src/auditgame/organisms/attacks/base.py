@@ -56,6 +56,10 @@ class Attack(ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type[AttackParams]] = AttackParams
+    replaces_corpus: ClassVar[bool] = False
+    """True for an attack that brings its own task data instead of editing the clean corpus
+    (the classifier track): its clean samples differ from the corpus, and its behaviour is
+    only defined on its eval sets (a harmless request labelled safe is not the behaviour)."""
 
     def __init__(self, params: AttackParams | dict[str, Any] | None = None):
         if not isinstance(params, AttackParams):

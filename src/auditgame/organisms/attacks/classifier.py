@@ -84,6 +84,7 @@ class ClassifierAttack(Attack):
 
     name = "classifier"
     Params = ClassifierParams
+    replaces_corpus = True
     params: ClassifierParams
 
     def _data(self, n: int, parts: set[int], rng: np.random.Generator) -> list[Sample]:
