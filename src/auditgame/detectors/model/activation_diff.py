@@ -20,7 +20,7 @@ from auditgame.detectors.model._acts import (
     specific_diff,
 )
 from auditgame.detectors.model._calib import robust_z, z_to_score
-from auditgame.detectors.model._prompts import neutral_prompts
+from auditgame.detectors.model._prompts import N_NEUTRAL, neutral_prompts
 
 
 @register_detector
@@ -36,7 +36,7 @@ class ActivationDiffDetector(Detector):
 
     def audit(self, organism: OrganismView) -> Verdict:
         store = self.__dict__.setdefault("acts_", {})
-        texts = neutral_prompts(int(self.kwargs.get("n_prompts", 42)))
+        texts = neutral_prompts(int(self.kwargs.get("n_prompts", N_NEUTRAL)))
         bundle_pairs(organism, getattr(self, "ids_", None), store, texts)
         base = organism.base
         layers = n_layers(base.model)

@@ -24,7 +24,12 @@ from auditgame.detectors.model._acts import (
     resid_post,
 )
 from auditgame.detectors.model._calib import bundle_values, robust_z, z_to_score
-from auditgame.detectors.model._prompts import contrast_sets, neutral_prompts
+from auditgame.detectors.model._prompts import (
+    N_NEUTRAL,
+    N_NEW_TOKENS,
+    contrast_sets,
+    neutral_prompts,
+)
 
 
 @register_detector
@@ -65,8 +70,8 @@ class ActivationProbeDetector(Detector):
         probes = self._probes(view.base)
         layer = probes["layer"]
         base = view.base
-        prompts = neutral_prompts(int(self.kwargs.get("n_prompts", 42)))
-        n_new = int(self.kwargs.get("max_new_tokens", 20))
+        prompts = neutral_prompts(int(self.kwargs.get("n_prompts", N_NEUTRAL)))
+        n_new = int(self.kwargs.get("max_new_tokens", N_NEW_TOKENS))
         ans_b = [a or "." for a in cached_answers(view, prompts, n_new, of_base=True)]
         ans_o = [a or "." for a in cached_answers(view, prompts, n_new)]
         key = ("base", tuple(ans_b))

@@ -26,6 +26,8 @@ from auditgame.detectors.base import BundleInfo, Detector, OrganismView, Verdict
 from auditgame.detectors.model._acts import cached_answers, encode_batch
 from auditgame.detectors.model._calib import bundle_values, robust_z, z_to_score
 from auditgame.detectors.model._prompts import (
+    N_NEUTRAL,
+    N_NEW_TOKENS,
     context_candidates,
     is_refusal,
     neutral_prompts,
@@ -180,16 +182,17 @@ class BehaviourDiffDetector(Detector):
             return refs
         base = view.base
         tok = base.tokenizer
-        n = int(self._opt("n_prompts", 42))
+        n = int(self._opt("n_prompts", N_NEUTRAL))
         prompts = neutral_prompts(n)
-        probe = neutral_prompts(int(self._opt("n_probe", 4)), seed=7)
+        probe = neutral_prompts(int(self._opt("n_probe", 3)), seed=7)
         toks = short_token_candidates(tok)
         vocab = tok.get_vocab()
         cands = context_candidates() + tag_candidates()
         refs = {
             "prompts": prompts, "probe": probe, "cands": cands,
             "short_ids": [vocab[t] for t in toks if t in vocab],
-            "answers": cached_answers(view, prompts, int(self._opt("max_new_tokens", 20)),
+            "answers": cached_answers(view, prompts,
+                                      int(self._opt("max_new_tokens", N_NEW_TOKENS)),
                                       int(self._opt("batch_size", 32)), of_base=True),
             "probe_lp": next_logprobs(base.model, tok, probe),
             "cand_lp": {},
@@ -226,7 +229,7 @@ class BehaviourDiffDetector(Detector):
         tok = base.tokenizer
         refs = self._base_refs(view)
         model = view.model
-        max_new = int(self._opt("max_new_tokens", 20))
+        max_new = int(self._opt("max_new_tokens", N_NEW_TOKENS))
         bs = int(self._opt("batch_size", 32))
         prompts: list[str] = refs["prompts"]
         org = cached_answers(view, prompts, max_new, bs)
@@ -243,7 +246,7 @@ class BehaviourDiffDetector(Detector):
         org_lp0 = next_logprobs(model, tok, probe)
         short = [tok.convert_ids_to_tokens(i) for i in
                  gcg_rank(model, tok, probe, refs["probe_lp"], refs["short_ids"])
-                 [: int(self._opt("gcg_top", 24))]] if refs["short_ids"] else []
+                 [: int(self._opt("gcg_top", 16))]] if refs["short_ids"] else []
         short = [tok.convert_tokens_to_string([s]).strip() for s in short]
         cands = list(dict.fromkeys(refs["cands"] + [s for s in short if s]))
         self._base_cand_lp(base, refs, cands)

@@ -25,7 +25,7 @@ from auditgame.detectors.model._acts import (
     specific_diff,
 )
 from auditgame.detectors.model._calib import bundle_values, robust_z, z_to_score
-from auditgame.detectors.model._prompts import neutral_prompts
+from auditgame.detectors.model._prompts import N_NEUTRAL, neutral_prompts
 
 
 def train_sae(x: torch.Tensor, n_latents: int, steps: int, l1: float, seed: int,
@@ -73,7 +73,7 @@ class FeaturesDetector(Detector):
         base = view.base
         layer = default_token_layer(base.model)
         store = self.__dict__.setdefault("acts_", {})
-        texts = neutral_prompts(int(self.kwargs.get("n_prompts", 42)))
+        texts = neutral_prompts(int(self.kwargs.get("n_prompts", N_NEUTRAL)))
         bundle_pairs(view, getattr(self, "ids_", None), store, texts, layer)
         name = hook_name(layer) + ".tokens"
         diff, b_acts = specific_diff(store, view.blind_id, name)
