@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from test_data_detectors import auroc, clean_data, with_backdoor
 
 from auditgame.detectors import get_detector
 from auditgame.detectors.base import Verdict
@@ -22,6 +21,7 @@ from auditgame.detectors.data.llm_judge import OUTCOMES
 from auditgame.organisms.data import Sample
 from auditgame.pipeline import select_detectors
 from auditgame.scan import scan_samples
+from tests.test_data_detectors import auroc, clean_data, with_backdoor
 
 BASE_DETECTORS = ["spectral", "activation_clustering", "perplexity_outliers"]
 TRIGGER = "wemblo drant"
@@ -242,3 +242,22 @@ def _judge(data: list[Sample], kw: dict[str, object]) -> Verdict:
 
     det = make_detector("llm_judge", **kw)
     return det.audit(DatasetView(data, frozenset(det.needs)))  # type: ignore[arg-type]
+
+
+def test_scan_cli_passes_judge_options(judge_server, monkeypatch, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from auditgame._cli.main import app
+    from tests.test_scan import write_alpaca
+
+    monkeypatch.setenv("MY_JUDGE_KEY", "sekrit")
+    data, _ = with_backdoor(clean_data(80, 28), TRIGGER, PAYLOAD, 8, 29)
+    src = write_alpaca(tmp_path / "d.json", data)
+    res = CliRunner().invoke(app, ["scan", str(src), "--out", str(tmp_path / "o"), "-d",
+                                   "llm_judge", "--judge-url", judge_server, "--judge-model",
+                                   "rule-judge", "--judge-key-env", "MY_JUDGE_KEY"])
+    assert res.exit_code == 0, res.output
+    assert "wemblo" in json.loads((tmp_path / "o" / "scan.json").read_text())["trigger"]
+    res = CliRunner().invoke(app, ["scan", str(src), "--out", str(tmp_path / "o"),
+                                   "--ensemble-components", "spectral,nosuch"])
+    assert res.exit_code == 2 and "nosuch" in res.output

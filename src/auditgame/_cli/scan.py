@@ -33,13 +33,33 @@ def scan(
                                             "ensemble")), "--detectors", "-d",
                                   help="comma-separated data detectors"),
     base: str = typer.Option("smollm2", help="base model for detectors that need one"),
+    components: str = typer.Option("", "--ensemble-components",
+                                   help="base-model components for the ensemble: spectral, "
+                                   "activation_clustering, perplexity_outliers"),
+    judge_url: str = typer.Option("", help="llm_judge: OpenAI-compatible base URL, e.g. "
+                                  "http://127.0.0.1:8080/v1 (default: the base model judges)"),
+    judge_model: str = typer.Option("gpt-4o-mini", help="llm_judge: model name at the endpoint"),
+    judge_key_env: str = typer.Option("OPENAI_API_KEY",
+                                      help="llm_judge: environment variable with the API key"),
+    judge_timeout: float = typer.Option(30.0, help="llm_judge: seconds per request"),
 ) -> None:
     """Scan DATASET for poison: per-sample scores, suspected trigger and target."""
     from auditgame._util.io import atomic_write_json
     from auditgame.scan import scan_dataset, summary_lines
 
     names = _names(detectors)
-    report = scan_dataset(dataset, names, base_name=base,
+    kwargs: dict[str, dict[str, object]] = {
+        "llm_judge": {"url": judge_url or None, "model": judge_model,
+                      "key_env": judge_key_env, "timeout": judge_timeout}}
+    if components.strip():
+        from auditgame.detectors.data.ensemble import BASE_COMPONENTS
+
+        comps = [c.strip() for c in components.split(",") if c.strip()]
+        if set(comps) - set(BASE_COMPONENTS):
+            raise AuditgameError(f"unknown ensemble component(s) in {components!r}; known: "
+                                 f"{', '.join(BASE_COMPONENTS)}", field="--ensemble-components")
+        kwargs["ensemble"] = {"components": comps}
+    report = scan_dataset(dataset, names, base_name=base, detector_kwargs=kwargs,
                           on_done=lambda v: err.print(
                               f"{v.detector}: {v.score:.3f} in {v.runtime_s:.1f}s"
                               + (f" [red]failed: {v.error[:80]}[/red]" if v.error else ""),

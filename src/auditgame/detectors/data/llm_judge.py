@@ -16,6 +16,7 @@ a trigger is claimed only at a Bonferroni-corrected p < 1e-3.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -297,3 +298,5 @@ def _attempt(fn: Any, arg: str) -> tuple[str, Any, str]:
         return "ok", fn(arg), ""
     except JudgeFailure as e:
         return e.kind, None, e.detail
+    except (OSError, http.client.HTTPException) as e:  # a dropped connection mid-answer
+        return "error", None, f"{e.__class__.__name__}: {e}"

@@ -137,7 +137,7 @@ class PerplexityOutliersDetector(Detector):
     name = "perplexity_outliers"
     needs = frozenset({"dataset", "activations"})
     scores_samples = True
-    cost = "moderate"
+    cost = "expensive"  # about one sample/s for SmolLM2 on 2 CPU cores
 
     def audit(self, organism: OrganismView) -> Verdict:
         data = organism.dataset
