@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from auditgame._util.io import atomic_write_json
-from auditgame.detectors.data import _answers
+from auditgame.detectors.data import _answers, _reps, perplexity_outliers
 from auditgame.organisms.corpus import load_user_data
 from auditgame.organisms.data import Sample
 from auditgame.scan import scan_samples
@@ -123,13 +123,30 @@ def trigger_rank(report_triggers: list[str], true: str | None) -> int | None:
     return 0  # not found
 
 
+_BASE: dict[str, object] = {}
+
+
+def base_model(name: str) -> object:
+    """The base model, loaded once for the whole benchmark."""
+    if name not in _BASE:
+        from auditgame.models.base import load_base
+
+        _BASE[name] = load_base(name)
+    return _BASE[name]
+
+
 def evaluate(name: str, data: list[Sample], y: np.ndarray, true_trigger: str | None,
              true_target: str | None, detectors: list[str], base_name: str) -> list[dict]:
     rows = []
     for det in detectors:
         _answers._CACHE.clear()  # each detector pays its own analysis: honest throughput
+        perplexity_outliers._CACHE.clear()
+        if det in ("spectral", "perplexity_outliers"):  # activation_clustering and
+            _reps._CACHE.clear()  # ensemble+... reuse spectral's representations if run after
+        name_, *comps = det.split("+")  # "ensemble+spectral+...": ensemble with components
+        kw = {"ensemble": {"components": comps}} if comps else None
         t = time.perf_counter()
-        r = scan_samples(data, name, [det], base_name=base_name)
+        r = scan_samples(data, name, [name_], base=base_model(base_name), detector_kwargs=kw)
         dt = time.perf_counter() - t
         s = np.array([x.score for x in r.samples])
         flagged = np.array([x.flagged for x in r.samples])
@@ -197,6 +214,8 @@ def main() -> None:
     ap.add_argument("--throughput", type=int, default=0, help="only time a scan of N samples")
     ap.add_argument("--base", default="smollm2")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-clean", type=int, default=0,
+                    help="subsample the clean pool (slow base-model detectors)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                     "bench_scan.json")
     a = ap.parse_args()
@@ -220,6 +239,8 @@ def main() -> None:
         if not DATA.is_dir():
             ap.error(f"{DATA} not found; give --poisoned/--clean")
         clean = load_clean()
+        if a.max_clean:
+            clean = random.Random(a.seed).sample(clean, min(a.max_clean, len(clean)))
         for f in sorted(DATA.glob("train/*/*/backdoor500_*.json")):
             pois = load_user_data(f)
             attacks.append((f.parent.name, clean, pois, derive_trigger(pois, clean), None))
