@@ -18,11 +18,14 @@ def _fmt(x: float | None) -> str:
 @clean_errors
 def remediate(
     game: Path = typer.Argument(..., help="game folder built by `auditgame make`"),
-    budgets: str = typer.Option("0,16,48", help="clean SFT step budgets, comma-separated"),
+    budgets: str | None = typer.Option(
+        None, help="clean SFT step budgets, comma-separated (default: the spec's remediate "
+        "section, 0,16,48 unless set)"),
     detectors: str | None = typer.Option(
         None, "--detectors", "-d", help="detectors to re-audit on the fixed organisms "
         "(default: those needing only the weights; 'none' for none)"),
-    n_samples: int = typer.Option(256, help="clean samples in the remediation pool"),
+    n_samples: int | None = typer.Option(
+        None, help="clean samples in the remediation pool (default: the spec's, 256)"),
     force: bool = typer.Option(False, "--force", help="discard earlier results and redo"),
 ) -> None:
     """Fine-tune every organism on clean data it never saw; writes GAME/remediation.json."""
@@ -36,8 +39,9 @@ def remediate(
             from auditgame._cli.game import _detector_list
 
             dets = _detector_list(detectors)
-    remediate_game(game, console=err, budgets=parse_budgets(budgets), detectors=dets,
-                   n_samples=n_samples, force=force)
+    remediate_game(game, console=err,
+                   budgets=None if budgets is None else parse_budgets(budgets),
+                   detectors=dets, n_samples=n_samples, force=force)
     rec = read_remediation(game)
     assert rec is not None
     table = Table(title=f"remediation of {game} (budgets {', '.join(map(str, rec.budgets))})")

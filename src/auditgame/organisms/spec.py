@@ -84,6 +84,22 @@ class EvalSpec(_Strict):
     batch_size: int = Field(32, ge=1)
 
 
+class RemediateSpec(_Strict):
+    """The blue team's fix: clean SFT of every organism at these step budgets."""
+
+    budgets: list[int] = Field(default_factory=lambda: [0, 16, 48],
+                               description="clean fine-tuning steps after which the behaviour "
+                               "and utility are measured again (0 = as built)")
+    n_samples: int = Field(256, ge=8, description="clean samples the organisms never saw")
+
+    @field_validator("budgets")
+    @classmethod
+    def _non_negative(cls, v: list[int]) -> list[int]:
+        if not v or any(b < 0 for b in v):
+            raise ValueError("budgets are one or more step counts >= 0")
+        return v
+
+
 class OrganismSpec(_Strict):
     """One organism: a name, an attack from the registry, and the attack's parameters."""
 
@@ -111,6 +127,7 @@ class GameSpec(_Strict):
     corpus: CorpusSpec = Field(default_factory=CorpusSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
+    remediate: RemediateSpec = Field(default_factory=RemediateSpec)
     organisms: list[OrganismSpec]
 
     @model_validator(mode="after")

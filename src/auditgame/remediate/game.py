@@ -127,21 +127,24 @@ def _summarise(o: OrganismRemediation) -> None:
 def remediate_game(
     game: Path,
     console: Console | None = None,
-    budgets: list[int] | tuple[int, ...] = DEFAULT_BUDGETS,
+    budgets: list[int] | tuple[int, ...] | None = None,
     detectors: list[str] | None = None,
     base: BaseModel | None = None,
-    n_samples: int = DEFAULT_SAMPLES,
+    n_samples: int | None = None,
     force: bool = False,
 ) -> None:
     """Remediate every organism of GAME at each step budget; writes GAME/remediation.json.
 
-    `detectors`: detectors to re-audit on the fixed organisms (default: the registered ones
-    that need only the weights; `[]` for none).
+    `budgets` and `n_samples` default to the spec's `remediate` section. `detectors`:
+    detectors to re-audit on the fixed organisms (default: the registered ones that need
+    only the weights; `[]` for none).
     """
     game = Path(game)
     console = console or Console(stderr=True)
     spec = _load_spec(game)
-    budgets = sorted({int(b) for b in budgets} | {0})
+    budgets = sorted({int(b) for b in (budgets if budgets is not None
+                                       else spec.remediate.budgets)} | {0})
+    n_samples = n_samples if n_samples is not None else spec.remediate.n_samples
     names = [o.name for o in spec.organisms]
     missing = [n for n in names if not organism_done(game / ORGANISMS / n)]
     if missing:
