@@ -140,9 +140,9 @@ def evaluate(name: str, data: list[Sample], y: np.ndarray, true_trigger: str | N
     rows = []
     for det in detectors:
         _answers._CACHE.clear()  # each detector pays its own analysis: honest throughput
-        perplexity_outliers._CACHE.clear()
         if det in ("spectral", "perplexity_outliers"):  # activation_clustering and
-            _reps._CACHE.clear()  # ensemble+... reuse spectral's representations if run after
+            _reps._CACHE.clear()  # ensemble+... reuse these detectors' passes if run after
+            perplexity_outliers._CACHE.clear()
         name_, *comps = det.split("+")  # "ensemble+spectral+...": ensemble with components
         kw = {"ensemble": {"components": comps}} if comps else None
         t = time.perf_counter()
