@@ -21,6 +21,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """Fast runs get a private cache; --runslow uses the user's, so SmolLM2's dequantized
     weights and self-distilled answers are reused across runs."""
     if not config.getoption("--runslow"):
+        import torch
+
+        # the tiny model gains nothing from intra-op threads, and they cost a lot whenever
+        # the machine is busy
+        torch.set_num_threads(1)
         os.environ["AUDITGAME_CACHE"] = tempfile.mkdtemp(prefix="auditgame-test-cache-")
         config._auditgame_cache = os.environ["AUDITGAME_CACHE"]  # type: ignore[attr-defined]
 
