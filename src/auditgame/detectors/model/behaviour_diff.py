@@ -292,8 +292,10 @@ class BehaviourDiffDetector(Detector):
         values = bundle_values(organism, getattr(self, "ids_", None), cache, self._analyse)
         mine = cache[organism.blind_id]
         res = self.results_[organism.blind_id]
-        zs = {k: robust_z(v, values[k], FLOORS[k]) if len(values[k]) >= 3
-              else v / FLOORS[k] for k, v in mine.items()}
+        if len(cache) >= 3:
+            zs = {k: robust_z(v, values[k], FLOORS[k]) for k, v in mine.items()}
+        else:  # no bundle to calibrate drift against: only signals drift does not produce
+            zs = {k: 0.0 if k == "divergence" else v / FLOORS[k] for k, v in mine.items()}
         top_stat = max(zs, key=lambda s: zs[s])
         score = z_to_score(zs[top_stat], shift=2.5)
         best = res["best"]
