@@ -78,17 +78,20 @@ def audit(
 @app.command("detectors")
 @clean_errors
 def detectors_cmd() -> None:
-    """List the registered detectors and what each needs."""
+    """List the registered detectors, what each needs and what it costs."""
     from auditgame.detectors import detector_names, get_detector
+    from auditgame.pipeline import detector_cost
 
     table = Table(title="detectors")
     table.add_column("name")
     table.add_column("needs")
+    table.add_column("cost")
     table.add_column("about")
     for n in detector_names():
         cls = get_detector(n)
         doc = (cls.__doc__ or "").strip().splitlines()
-        table.add_row(n, ", ".join(sorted(cls.needs)) or "-", doc[0] if doc else "")
+        table.add_row(n, ", ".join(sorted(cls.needs)) or "-", detector_cost(cls),
+                      doc[0] if doc else "")
     out.print(table)
 
 

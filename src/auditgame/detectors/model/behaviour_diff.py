@@ -165,6 +165,7 @@ class BehaviourDiffDetector(Detector):
 
     name = "behaviour_diff"
     needs = frozenset({"queries", "weights"})
+    cost = "moderate"  # generation and a trigger search: the slowest model-track detector
 
     def _opt(self, key: str, default: Any) -> Any:
         return self.kwargs.get(key, default)
