@@ -6,21 +6,11 @@ from pathlib import Path
 
 import typer
 
+from auditgame._cli.game import _detector_list
 from auditgame._cli.main import app, clean_errors, err, out
 from auditgame.errors import AuditgameError
 
 SCAN_FILE = "scan.json"
-
-
-def _names(text: str) -> list[str]:
-    from auditgame.detectors import detector_names
-
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in detector_names()]
-    if bad or not names:
-        raise AuditgameError(f"unknown detector(s) {', '.join(bad) or '(none given)'}; "
-                             f"known: {', '.join(detector_names())}", field="--detectors")
-    return names
 
 
 @app.command()
@@ -47,7 +37,7 @@ def scan(
     from auditgame._util.io import atomic_write_json
     from auditgame.scan import scan_dataset, summary_lines
 
-    names = _names(detectors)
+    names = _detector_list(detectors)
     kwargs: dict[str, dict[str, object]] = {
         "llm_judge": {"url": judge_url or None, "model": judge_model,
                       "key_env": judge_key_env, "timeout": judge_timeout}}

@@ -134,25 +134,10 @@ def standardise(X: np.ndarray) -> np.ndarray:
     return Z - Z.mean(axis=0)
 
 
-@torch.no_grad()
 def log_ppl(texts: Sequence[list[int]], base: Any, batch_size: int = 32) -> np.ndarray:
     """Mean next-token NLL of each token-id list (the start token is prepended here)."""
-    model, tok = base.model, base.tokenizer
-    start = _start_id(tok)
-    rows = [[start] + list(t) for t in texts]
-    out = np.zeros(len(rows), dtype=np.float64)
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    device = next(model.parameters()).device
-    for b in range(0, len(order), batch_size):
-        idx = order[b: b + batch_size]
-        ids, mask = _pad([rows[i] for i in idx], int(tok.pad_token_id or 0))
-        ids, mask = ids.to(device), mask.to(device)
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
-        m = mask[:, 1:].float()
-        out[idx] = ((nll * m).sum(1) / m.sum(1).clamp(min=1.0)).cpu().numpy()
-    return out
+    per_token = token_nll(texts, base, batch_size)
+    return np.array([float(x.mean()) if x.size else 0.0 for x in per_token], dtype=np.float64)
 
 
 @torch.no_grad()
