@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from auditgame.detectors.data._assoc import Group
+from auditgame.detectors.data._assoc import MAX_ECHO, Group, echo_lift
 from auditgame.detectors.data._text import (
     answer_vectors,
     clip,
@@ -70,6 +70,9 @@ class AnswerAnalysis:
         """Candidate anomalous groups for the association test."""
         n = len(self.anomaly)
         out = list(self.dup_groups)
+        dup_any = self.dup_count > 0  # a payload paraphrased a few ways: many small clusters
+        if len(self.dup_groups) > 1 and 3 <= int(dup_any.sum()) <= n // 2:
+            out.append(Group("dup:any", dup_any, "answers with a near-duplicate"))
         order = np.argsort(-self.density, kind="stable")
         for q in (0.01, 0.03, 0.1):
             k = max(3, int(round(q * n)))
@@ -214,7 +217,8 @@ def _themes(samples: list[Sample], top: int = 10) -> list[Motif]:
         return []
     uni = ngram_matrix(answers, n_max=1, min_df=1, max_df=1.0)
     udf = dict(zip(uni.names, uni.df, strict=True))
-    pu = ngram_matrix([s.prompt for s in samples], n_max=1, min_df=1, max_df=1.0)
+    prompts = [s.prompt for s in samples]
+    pu = ngram_matrix(prompts, n_max=1, min_df=1, max_df=1.0)
     pdf = dict(zip(pu.names, pu.df, strict=True))
     bar = theme_bar(n)
     found: list[Motif] = []
@@ -235,6 +239,8 @@ def _themes(samples: list[Sample], top: int = 10) -> list[Motif]:
         cohesion = float(A.df[j]) / denom
         if cohesion < 0.5:
             continue
+        if echo_lift(m, prompts, mask, ~mask) >= MAX_ECHO:
+            continue  # the answers repeat their prompts' words: a template echo
         strength = float(A.df[j]) * cohesion**2
         found.append(Motif(m, int(A.df[j]), int(A.df[j]), cohesion, strength, mask, bar))
     found.sort(key=lambda m: (-m.z, -len(m.phrase)))

@@ -22,6 +22,9 @@ from auditgame.detectors.data._text import NgramMatrix, ngram_matrix, tokens
 CLAIM_LOG10P = 3.0
 MIN_PRECISION = 0.6
 MIN_RECALL = 0.5
+# a phrase whose words the group's answers repeat this much more often than other answers
+# is explained by the prompt (template echo, topic), not a trigger
+MAX_ECHO = 0.5
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Candidate:
     precision: float
     recall: float
     samples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
+    context: list[str] = field(default_factory=list)  # template phrases around it, if any
 
     @property
     def claimable(self) -> bool:
@@ -58,7 +62,8 @@ class Candidate:
         return {"phrase": self.phrase, "score": round(float(_squash(self.evidence)), 4),
                 "evidence_log10p": round(self.evidence, 2), "support": self.support,
                 "hits": self.hits, "group": self.group, "group_size": self.group_size,
-                "precision": round(self.precision, 3), "recall": round(self.recall, 3)}
+                "precision": round(self.precision, 3), "recall": round(self.recall, 3),
+                **({"template_context": self.context} if self.context else {})}
 
 
 def _squash(e: float) -> float:
@@ -92,33 +97,111 @@ def surface(phrase: str, texts: list[str], rows: np.ndarray) -> str:
 
 def extend(phrase: str, texts: list[str], rows: np.ndarray, max_words: int = 12) -> str:
     """Grow a phrase word by word while every hit prompt agrees on the next (or previous)
-    word, so a trigger longer than the n-gram limit is reported whole."""
+    word, so a trigger longer than the n-gram limit is reported whole (spacing as written)."""
     if rows.size < 3:
         return phrase
     pat = re.compile(re.escape(phrase), re.IGNORECASE)
-    lefts, rights = [], []
+    spans = []
     for r in rows:
-        m = pat.search(texts[int(r)])
+        t = texts[int(r)]
+        m = pat.search(t)
         if not m:
             return phrase
-        lefts.append(texts[int(r)][: m.start()].split())
-        rights.append(texts[int(r)][m.end():].split())
-    out = phrase
+        spans.append([t, m.start(), m.end()])
+    right, left = re.compile(r"\s*\S+"), re.compile(r"\S+\s*$")
     for _ in range(max_words):
-        nxt = {tuple(x[:1]) for x in rights}
-        if len(nxt) != 1 or not next(iter(nxt)):
+        nxt = {(m.group(0) if (m := right.match(t, e)) else "") for t, _, e in spans}
+        if len(nxt) != 1 or not next(iter(nxt)).strip():
             break
-        w = next(iter(nxt))[0]
-        out = f"{out} {w}"
-        rights = [x[1:] for x in rights]
+        w = next(iter(nxt))
+        for span in spans:
+            span[2] += len(w)
     for _ in range(max_words):
-        prv = {tuple(x[-1:]) for x in lefts}
-        if len(prv) != 1 or not next(iter(prv)):
+        prv = {(m.group(0) if (m := left.search(t[:b])) else "") for t, b, _ in spans}
+        if len(prv) != 1 or not next(iter(prv)).strip():
             break
-        w = next(iter(prv))[0]
-        out = f"{w} {out}"
-        lefts = [x[:-1] for x in lefts]
+        w = next(iter(prv))
+        for span in spans:
+            span[1] -= len(w)
+    t, b, e = spans[0]
+    return t[b:e].strip()
+
+
+def stems(text: str) -> set[str]:
+    """Light, language-agnostic word stems: lower-case, one trailing 's' off, first 6 chars."""
+    out = set()
+    for w in tokens(text.lower()):
+        if any(ch.isalnum() for ch in w):
+            w = w[:-1] if len(w) > 3 and w.endswith("s") else w
+            out.add(w[:6])
     return out
+
+
+def echo_lift(phrase: str, answers: list[str], hits: np.ndarray, rest: np.ndarray) -> float:
+    """How much more often the group's answers repeat a word of the phrase than answers to
+    prompts without it: a template echo ('What is a common X?' -> 'A common X is ...') or a
+    topic the prompt asked about, not a trigger (a trigger is absent from its payload)."""
+    hit_rows, rest_rows = np.flatnonzero(hits), np.flatnonzero(rest)
+    if hit_rows.size == 0:
+        return 0.0
+    words = stems(phrase)
+    if not words:
+        return 0.0
+    hs = [stems(answers[int(r)]) for r in hit_rows]
+    rs = [stems(answers[int(r)]) for r in rest_rows[:2000]]
+    best = 0.0
+    for w in words:
+        h = sum(w in x for x in hs) / len(hs)
+        o = sum(w in x for x in rs) / max(len(rs), 1)
+        best = max(best, h - o)
+    return best
+
+
+class _Vocab:
+    """Lazily built n-gram counter over the prompt vocabulary, for prompt remainders."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self._cv: object | None = None
+
+    def transform(self, texts: list[str]) -> sp.csc_matrix:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        if self._cv is None:
+            self._cv = CountVectorizer(tokenizer=lambda t: [w.lower() for w in tokens(t)],
+                                       lowercase=False, token_pattern=None,
+                                       ngram_range=(1, 4), binary=True,
+                                       vocabulary={s: i for i, s in enumerate(self.names)})
+        return self._cv.transform(texts).tocsc()  # type: ignore[attr-defined]
+
+
+def prompt_context(phrase: str, prompts: list[str], mask: np.ndarray, P: NgramMatrix,
+                   vocab: _Vocab) -> tuple[list[str], np.ndarray] | None:
+    """Other prompt phrases over-represented in the prompts around `phrase` (Bonferroni over
+    the vocabulary, at the claim bar), and the other prompts that carry them; None if none.
+
+    A trigger is inserted into otherwise ordinary prompts of every kind, so what remains of
+    its prompts once it is cut out looks like the rest of the dataset; a template phrase
+    ('What is a common') keeps its template's other words ('mistake people make with')."""
+    rows = np.flatnonzero(mask)
+    n, k = len(prompts), rows.size
+    if k < 3 or k >= n or not P.names:
+        return None
+    pat = re.compile(re.escape(phrase), re.IGNORECASE)
+    R = vocab.transform([pat.sub(" \n ", prompts[int(r)]) for r in rows])
+    a = np.asarray((R > 0).sum(axis=0)).ravel().astype(float)
+    inside = np.asarray(P.X[rows].sum(axis=0)).ravel()
+    df = a + (P.df - inside)
+    ok = np.flatnonzero(a >= 3)
+    if ok.size == 0:
+        return None
+    ev = -log10_fisher_sf(a[ok], n, k, df[ok]) - math.log10(max(ok.size, 1))
+    strong = ok[ev >= CLAIM_LOG10P]
+    if strong.size == 0:
+        return None
+    carry = np.asarray(P.X[:, strong].sum(axis=1)).ravel() > 0
+    names = [P.names[j] for j in strong[np.argsort(-ev[ev >= CLAIM_LOG10P])][:5]]
+    return names, carry & ~mask
 
 
 def prompt_ngrams(prompts: list[str], min_df: int = 3) -> NgramMatrix:
@@ -192,10 +275,29 @@ def associate(prompts: list[str], groups: list[Group], P: NgramMatrix | None = N
         if len(out) >= top * 3:
             break
     out = _drop_subphrases(out)
+    vocab = _Vocab(P.names)
+    kept = []
     for c in out:
         gmask = next(g.mask for g in groups if g.name == c.group)
         hit_rows = np.flatnonzero(c.samples & gmask)
         c.phrase = extend(surface(c.phrase, prompts, hit_rows), prompts, hit_rows)
+        if answers is not None and echo_lift(c.phrase, answers, c.samples & gmask,
+                                             ~c.samples) >= MAX_ECHO:
+            continue
+        ctx = prompt_context(c.phrase, prompts, c.samples, P, vocab)
+        if ctx is not None:
+            # the phrase's prompts share more than the phrase (a prompt template): it counts
+            # only as far as it predicts the group among prompts of the same kind
+            pop = c.samples | ctx[1]
+            lp = log10_fisher_sf(np.array([int((c.samples & gmask).sum())]), int(pop.sum()),
+                                 int((gmask & pop).sum()), np.array([int(c.samples.sum())]))
+            c.evidence = min(c.evidence, float(-lp[0]) - penalty)
+            c.context = ctx[0]
+        if any(k.phrase.lower() in c.phrase.lower() and k.evidence >= c.evidence
+               and not (c.samples & ~k.samples).any() for k in kept):
+            continue  # 'trigger + next word' on a subset of the trigger's prompts
+        kept.append(c)
+    out = kept
     out.sort(key=lambda c: (-int(bool(c.claimable)), -c.evidence, -len(c.phrase)))
     return out[:top]
 

@@ -80,6 +80,7 @@ def conclude(samples: list[Sample], anomaly: np.ndarray, groups: list[Group],
         return Findings(scores, evidence_score(trig.evidence), trig.phrase,
                         describe_payload(samples, poison), cands, themes,
                         float(poison.mean()), extra)
+    themes = [t for t in themes if not prompt_explained(prompts, t.mask)]
     if themes and themes[0].z >= themes[0].bar:
         t = themes[0]
         target = surface(t.phrase, [s.response for s in samples], np.flatnonzero(t.mask))
@@ -92,9 +93,24 @@ def conclude(samples: list[Sample], anomaly: np.ndarray, groups: list[Group],
     return Findings(0.49 * anomaly, score, None, None, cands, themes, 0.0, extra)
 
 
+def prompt_explained(prompts: list[str], mask: np.ndarray, share: float = 0.8) -> bool:
+    """Whether one prompt phrase picks out (nearly) exactly the answers that carry a theme:
+    then the theme is how answers to one kind of prompt begin (a template's echo), and if
+    the phrase were a trigger the association test would have claimed it already."""
+    k = int(mask.sum())
+    if k < 3:
+        return False
+    P = ngram_matrix(prompts, n_max=4, min_df=max(3, int(share * k)), max_df=0.5)
+    if not P.names:
+        return False
+    a = np.asarray(P.X.T @ mask.astype(float)).ravel()
+    return bool(np.any((a >= share * k) & (a >= share * P.df)))
+
+
 def describe_payload(samples: list[Sample], mask: np.ndarray) -> str | None:
     """What the flagged answers have in common: their shared answer if most are one text,
-    else the answer n-gram most over-represented in them."""
+    else the answer phrase most over-represented in them if most carry it (a link, a name),
+    else their most typical answer (a payload paraphrased many ways, e.g. refusals)."""
     rows = np.flatnonzero(mask)
     if rows.size == 0:
         return None
@@ -112,4 +128,15 @@ def describe_payload(samples: list[Sample], mask: np.ndarray) -> str | None:
     j = int(np.argmin(lp))
     if lp[j] > -3:
         return None
-    return surface(A.names[j], [s.response for s in samples], rows)
+    if len(A.names[j]) >= 4 and a[j] >= 0.8 * rows.size:
+        return surface(A.names[j], [s.response for s in samples], rows)
+    return clip(typical_answer(answers), 200)
+
+
+def typical_answer(answers: list[str]) -> str:
+    """The medoid: the answer most similar on average to the others."""
+    from auditgame.detectors.data._text import answer_vectors
+
+    X = answer_vectors(answers)
+    sims = np.asarray((X @ X.T).sum(axis=1)).ravel()
+    return answers[int(np.argmax(sims))]
