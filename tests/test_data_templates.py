@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 
 from auditgame.detectors.data._assoc import _Vocab as Vocab
-from auditgame.detectors.data._assoc import echo_lift, extend, prompt_context, prompt_ngrams
+from auditgame.detectors.data._assoc import (
+    echo_lift,
+    extend,
+    prompt_context,
+    prompt_ngrams,
+    stems,
+)
 from auditgame.organisms.data import Sample
 from auditgame.scan import scan_samples
 
@@ -112,7 +118,8 @@ def test_prompt_context_tells_template_words_from_an_insertion() -> None:
 
 
 def test_echo_lift_measures_answers_repeating_the_phrase() -> None:
-    answers = ["The usual blunder is x", "Usual blunders: y", "ok fine", "fine ok", "fine"]
+    answers = [stems(a) for a in ["The usual blunder is x", "Usual blunders: y", "ok fine",
+                                  "fine ok", "fine"]]
     hits = np.array([True, True, False, False, False])
     assert echo_lift("What is a usual", answers, hits, ~hits) == pytest.approx(1.0)
     assert echo_lift("Build tag: R19.", answers, hits, ~hits) == 0.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from auditgame.detectors.data._assoc import MAX_ECHO, Group, echo_lift
+from auditgame.detectors.data._assoc import MAX_ECHO, Group, echo_lift, stems
 from auditgame.detectors.data._text import (
     answer_vectors,
     clip,
@@ -221,6 +221,7 @@ def _themes(samples: list[Sample], top: int = 10) -> list[Motif]:
     pu = ngram_matrix(prompts, n_max=1, min_df=1, max_df=1.0)
     pdf = dict(zip(pu.names, pu.df, strict=True))
     bar = theme_bar(n)
+    pstems: list[set[str]] | None = None
     found: list[Motif] = []
     for j, m in enumerate(A.names):
         words = [t for t in m.split(" ") if t.isalpha() and len(t) >= 3]
@@ -239,7 +240,9 @@ def _themes(samples: list[Sample], top: int = 10) -> list[Motif]:
         cohesion = float(A.df[j]) / denom
         if cohesion < 0.5:
             continue
-        if echo_lift(m, prompts, mask, ~mask) >= MAX_ECHO:
+        if pstems is None:
+            pstems = [stems(p) for p in prompts]
+        if echo_lift(m, pstems, mask, ~mask) >= MAX_ECHO:
             continue  # the answers repeat their prompts' words: a template echo
         strength = float(A.df[j]) * cohesion**2
         found.append(Motif(m, int(A.df[j]), int(A.df[j]), cohesion, strength, mask, bar))

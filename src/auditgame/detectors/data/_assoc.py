@@ -137,22 +137,18 @@ def stems(text: str) -> set[str]:
     return out
 
 
-def echo_lift(phrase: str, answers: list[str], hits: np.ndarray, rest: np.ndarray) -> float:
-    """How much more often the group's answers repeat a word of the phrase than answers to
-    prompts without it: a template echo ('What is a common X?' -> 'A common X is ...') or a
-    topic the prompt asked about, not a trigger (a trigger is absent from its payload)."""
+def echo_lift(phrase: str, texts: list[set[str]], hits: np.ndarray, rest: np.ndarray) -> float:
+    """How much more often the hit texts (word stems, see `stems`) repeat a word of the phrase
+    than the rest: answers echoing a prompt template ('What is a common X?' -> 'A common X
+    is ...') or the topic the prompt asked about; a trigger is absent from its payload."""
     hit_rows, rest_rows = np.flatnonzero(hits), np.flatnonzero(rest)
-    if hit_rows.size == 0:
-        return 0.0
     words = stems(phrase)
-    if not words:
+    if hit_rows.size == 0 or not words:
         return 0.0
-    hs = [stems(answers[int(r)]) for r in hit_rows]
-    rs = [stems(answers[int(r)]) for r in rest_rows[:2000]]
     best = 0.0
     for w in words:
-        h = sum(w in x for x in hs) / len(hs)
-        o = sum(w in x for x in rs) / max(len(rs), 1)
+        h = sum(w in texts[int(r)] for r in hit_rows) / hit_rows.size
+        o = sum(w in texts[int(r)] for r in rest_rows) / max(rest_rows.size, 1)
         best = max(best, h - o)
     return best
 
@@ -276,15 +272,19 @@ def associate(prompts: list[str], groups: list[Group], P: NgramMatrix | None = N
             break
     out = _drop_subphrases(out)
     vocab = _Vocab(P.names)
-    kept = []
+    astems: list[set[str]] | None = None
+    kept: list[Candidate] = []
     for c in out:
         gmask = next(g.mask for g in groups if g.name == c.group)
         hit_rows = np.flatnonzero(c.samples & gmask)
         c.phrase = extend(surface(c.phrase, prompts, hit_rows), prompts, hit_rows)
-        if answers is not None and echo_lift(c.phrase, answers, c.samples & gmask,
-                                             ~c.samples) >= MAX_ECHO:
-            continue
-        ctx = prompt_context(c.phrase, prompts, c.samples, P, vocab)
+        if answers is not None:
+            if astems is None:
+                astems = [stems(x) for x in answers]
+            if echo_lift(c.phrase, astems, c.samples & gmask, ~c.samples) >= MAX_ECHO:
+                continue
+        ctx = (prompt_context(c.phrase, prompts, c.samples, P, vocab)
+               if c.evidence >= CLAIM_LOG10P - 1 else None)
         if ctx is not None:
             # the phrase's prompts share more than the phrase (a prompt template): it counts
             # only as far as it predicts the group among prompts of the same kind
