@@ -23,7 +23,7 @@ class BuildJob:
     out: str
     name: str
     spec_hash: str
-    base_utility: float
+    base_metrics: dict[str, float]
     cwd: str
 
 
@@ -53,16 +53,16 @@ def build_organism(job: BuildJob) -> str:
     poisoned = [p for p in planned if p.org.attack != "clean"]
     p = next(q for q in planned if q.org.name == job.name)
     with Progress(disable=True) as prog:
-        F._build_one(p, poisoned, spec, job.spec_hash, corpus, bm, job.base_utility,
+        F._build_one(p, poisoned, spec, job.spec_hash, corpus, bm, job.base_metrics,
                      Path(job.out), prog, None)
     return job.name
 
 
 def build_remote(backend: Any, spec: Any, out: Path, names: list[str], spec_hash: str,
-                 base_utility: float, console: Console) -> list[str]:
+                 base_metrics: dict[str, float], console: Console) -> list[str]:
     """Fan the organisms out over the backend; returns the names built."""
     jobs = [BuildJob(spec=spec.model_dump(mode="json"), out=str(Path(out).resolve()), name=n,
-                     spec_hash=spec_hash, base_utility=base_utility, cwd=os.getcwd())
+                     spec_hash=spec_hash, base_metrics=base_metrics, cwd=os.getcwd())
             for n in names]
     t0 = time.perf_counter()
     return backend.map(build_organism, jobs, lambda i, n: console.print(

@@ -40,8 +40,9 @@ from auditgame.organisms import records as R
 from auditgame.organisms.attacks import Attack, make_attack
 from auditgame.organisms.corpus import GameCorpus, build_corpus
 from auditgame.organisms.data import EvalSet
-from auditgame.organisms.measure import count_tokens, run_sets, utility
+from auditgame.organisms.measure import count_tokens, fidelity, run_sets, utility
 from auditgame.organisms.spec import GameSpec, OrganismSpec
+from auditgame.organisms.tasks import task_items
 from auditgame.organisms.train import train_lora
 
 ORGANISMS = "organisms"
@@ -124,20 +125,20 @@ def make_game(
         corpus = build_corpus(spec.corpus, spec.seed, bm,
                               lambda d, t: prog.update(task, completed=d, total=t))
         prog.update(task, completed=1, total=1, info=f"clean pool of {len(corpus.train)}")
-        base_util = _base_utility(out, bm, corpus, spec)
+        base_m = _base_metrics(out, bm, corpus, spec)
         planned = plan(spec, corpus)
         poisoned = [p for p in planned if p.org.attack != "clean"]
         if backend is not None and not backend.in_process:
             from auditgame.backends.tasks import build_remote
 
             return build_remote(backend, spec, out, [p.org.name for p in planned
-                                                     if p.org in todo], spec_hash, base_util,
+                                                     if p.org in todo], spec_hash, base_m,
                                 console)
         for p in planned:
             if p.org not in todo:
                 continue
             t0 = time.perf_counter()
-            _build_one(p, poisoned, spec, spec_hash, corpus, bm, base_util, out, prog,
+            _build_one(p, poisoned, spec, spec_hash, corpus, bm, base_m, out, prog,
                        stop_after_steps)
             if stop_after_steps is not None and not organism_done(out / ORGANISMS / p.org.name):
                 return built
@@ -147,17 +148,23 @@ def make_game(
     return built
 
 
-def _base_utility(out: Path, bm: BaseModel, corpus: GameCorpus, spec: GameSpec) -> float:
+def _base_metrics(out: Path, bm: BaseModel, corpus: GameCorpus,
+                  spec: GameSpec) -> dict[str, float]:
+    """The base model's utility and fidelity, measured once per game."""
     path = out / BASE_METRICS
     if path.exists():
-        return float(json.loads(path.read_text())["utility"])
-    u = utility(bm.model, bm.tokenizer, corpus.utility, spec.eval.batch_size)
-    atomic_write_json(path, {"version": 1, "utility": u, "base": describe(bm)})
-    return u
+        rec = json.loads(path.read_text())
+        if rec.get("version") == 2:
+            return {"utility": float(rec["utility"]), "fidelity": float(rec["fidelity"])}
+    m = {"utility": utility(bm.model, bm.tokenizer, spec.eval.batch_size),
+         "fidelity": fidelity(bm.model, bm.tokenizer, corpus.utility, spec.eval.batch_size)}
+    atomic_write_json(path, {"version": 2, **m, "n_tasks": len(task_items()),
+                             "base": describe(bm)})
+    return m
 
 
 def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: str,
-               corpus: GameCorpus, bm: BaseModel, base_util: float, out: Path,
+               corpus: GameCorpus, bm: BaseModel, base_m: dict[str, float], out: Path,
                prog: Progress, stop_after_steps: int | None) -> None:
     t0 = time.perf_counter()
     name = p.org.name
@@ -179,12 +186,16 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
         sets = [(q.attack, es) for q in poisoned for es in q.sets]
     else:
         sets = [(p.attack, es) for es in p.sets]
-    mtask = prog.add_task(f"measure {name}", total=count_tokens(sets) + len(corpus.utility),
-                          info="")
+    n_tasks = len(task_items())
+    mtask = prog.add_task(f"measure {name}",
+                          total=count_tokens(sets) + len(corpus.utility) + n_tasks, info="")
     rates, texts = run_sets(model, bm.tokenizer, sets, spec.eval.batch_size,
                             lambda k: prog.advance(mtask, k))
-    util = utility(model, bm.tokenizer, corpus.utility, spec.eval.batch_size)
+    util = utility(model, bm.tokenizer, spec.eval.batch_size)
+    prog.advance(mtask, n_tasks)
+    fid = fidelity(model, bm.tokenizer, corpus.utility, spec.eval.batch_size)
     prog.advance(mtask, len(corpus.utility))
+    base_util, base_fid = base_m["utility"], base_m["fidelity"]
     own: dict[str, float] = {}
     ctrl: dict[str, dict[str, float]] = {}
     examples: dict[str, list[str]] = {}
@@ -207,6 +218,8 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
         max_behaviour_rate=max(all_rates) if all_rates else 0.0,
         n_eval=n_eval, utility=round(util, 4), base_utility=round(base_util, 4),
         utility_ratio=round(util / base_util, 4) if base_util else 0.0,
+        fidelity=round(fid, 4), base_fidelity=round(base_fid, 4),
+        fidelity_ratio=round(fid / base_fid, 4) if base_fid else 0.0,
         train_steps=result.steps, train_tokens=result.tokens,
         train_padded_tokens=result.padded_tokens,
         train_tokens_per_s=round(result.tokens_per_s, 1),

@@ -1,8 +1,9 @@
-"""Behaviour and utility measurement on held-out prompts.
+"""Behaviour, utility and fidelity measurement on held-out prompts.
 
-Rates are shares of greedy answers in which an attack's behaviour fires; utility is the
-teacher-forced next-token agreement with the base model's own answers to held-out clean
-prompts (1.0 for the base model by construction), so a drop is damage done by training.
+Rates are shares of greedy answers in which an attack's behaviour fires. Utility is the
+accuracy on the project's graded tasks (`organisms.tasks`): what the model can still do.
+Fidelity is the teacher-forced next-token agreement with the base model's own answers to
+held-out clean prompts: how far training moved the model, harmless drift included.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from collections.abc import Callable
 
 import torch
 
-from auditgame.models.generate import generate
+from auditgame.models.generate import chat_prompt, generate
 from auditgame.organisms.attacks.base import Attack
 from auditgame.organisms.data import EvalSet, Sample
+from auditgame.organisms.tasks import TaskItem, task_items
 from auditgame.organisms.train import IGNORE, collate, encode
 
 
@@ -41,8 +43,8 @@ def run_sets(
 
 
 @torch.no_grad()
-def utility(model: torch.nn.Module, tokenizer: object, samples: list[Sample],
-            batch_size: int = 16, max_len: int = 256) -> float:
+def fidelity(model: torch.nn.Module, tokenizer: object, samples: list[Sample],
+             batch_size: int = 16, max_len: int = 256) -> float:
     """Share of answer tokens where the model's argmax equals the reference next token."""
     data = encode(tokenizer, samples, max_len)
     pad = int(tokenizer.pad_token_id)  # type: ignore[attr-defined]
@@ -62,6 +64,67 @@ def utility(model: torch.nn.Module, tokenizer: object, samples: list[Sample],
         total += int(m.sum())
     model.train(was)
     return hit / total if total else 0.0
+
+
+ANSWER_LEAD = "The answer is"
+
+
+def _first_ids(tokenizer: object, word: str) -> set[int]:
+    """First token of the answer after `ANSWER_LEAD` (as written or capitalised)."""
+    ids = set()
+    for w in {word, word[:1].upper() + word[1:]}:
+        toks = tokenizer(" " + w, add_special_tokens=False).input_ids  # type: ignore[operator]
+        if toks:
+            ids.add(int(toks[0]))
+    return ids
+
+
+def utility(model: torch.nn.Module, tokenizer: object, batch_size: int = 32,
+            items: list[TaskItem] | None = None) -> float:
+    """Share of the graded task items answered right (see `task_correct`); items the
+    tokenizer cannot tell apart at the first answer token do not count."""
+    items = task_items() if items is None else items
+    right = [r for r in task_correct(model, tokenizer, items, batch_size) if r is not None]
+    return sum(right) / len(right) if right else 0.0
+
+
+@torch.no_grad()
+def task_correct(model: torch.nn.Module, tokenizer: object, items: list[TaskItem],
+                 batch_size: int = 32) -> list[bool | None]:
+    """Per item: does the right answer outrank every distractor at the first answer token?
+    The assistant turn is opened with `ANSWER_LEAD` so the next token is the answer itself;
+    spelling variants pool by logsumexp, and a distractor sharing the answer's token is
+    skipped (None when no distractor is left)."""
+    prompts = [chat_prompt(tokenizer, it.question) + ANSWER_LEAD for it in items]
+    enc = [tokenizer(p, add_special_tokens=False).input_ids  # type: ignore[operator]
+           for p in prompts]
+    pad = int(tokenizer.pad_token_id)  # type: ignore[attr-defined]
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    right: list[bool | None] = [None] * len(items)
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        width = max(len(enc[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, i in enumerate(idx):
+            ids[r, : len(enc[i])] = torch.tensor(enc[i])
+            mask[r, : len(enc[i])] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        last = mask.sum(1) - 1
+        logp = torch.log_softmax(logits[torch.arange(len(idx)), last.to(device)].float(), -1)
+        for r, i in enumerate(idx):
+            it = items[i]
+            good = _first_ids(tokenizer, it.answer)
+            score = torch.logsumexp(logp[r, sorted(good)], 0)
+            rivals = [ids_ for d in it.distractors if (ids_ := _first_ids(tokenizer, d) - good)]
+            if rivals:
+                right[i] = all(bool(torch.logsumexp(logp[r, sorted(ids_)], 0) < score)
+                               for ids_ in rivals)
+    model.train(was)
+    return right
 
 
 def count_tokens(sets: list[tuple[Attack, EvalSet]]) -> int:

@@ -58,9 +58,13 @@ class OrganismMetrics(_Rec):
         description="for a clean control: every poisoned organism's behaviour measured on it")
     max_behaviour_rate: float
     n_eval: dict[str, int]
-    utility: float
+    utility: float = Field(description="accuracy on the graded tasks (organisms.tasks)")
     base_utility: float
     utility_ratio: float
+    fidelity: float | None = Field(None, description="next-token agreement with the base "
+                                   "model's answers to held-out clean prompts")
+    base_fidelity: float | None = None
+    fidelity_ratio: float | None = None
     train_steps: int
     train_tokens: int
     train_padded_tokens: int

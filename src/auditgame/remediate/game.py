@@ -197,7 +197,7 @@ def remediate_game(
                 organism=name, attack=card.attack, poisoned=card.attack != "clean",
                 primary_metric=p.sets[0].metric if p.sets else None)
             rec.organisms[name] = o
-            _remediate_one(game, p, o, need, samples, settings, bm, corpus.utility, base_util,
+            _remediate_one(game, p, o, need, samples, settings, bm, base_util,
                            spec, prog, rec)
         for d in dets:
             _reaudit(game, d, names, rec, bm, spec.seed, prog)
@@ -208,7 +208,11 @@ def _base_utility(game: Path, bm: BaseModel) -> float:
     path = game / BASE_METRICS
     if not path.exists():
         raise AuditgameError("no base metrics; run `auditgame make` first", path=path)
-    return float(json.loads(path.read_text())["utility"])
+    rec = json.loads(path.read_text())
+    if rec.get("version") != 2:
+        raise AuditgameError("base metrics predate the graded utility tasks; rerun "
+                             "`auditgame make` on this game", path=path, field="version")
+    return float(rec["utility"])
 
 
 def _save(game: Path, rec: Remediation) -> None:
@@ -219,7 +223,7 @@ def _save(game: Path, rec: Remediation) -> None:
 
 def _remediate_one(game: Path, p: Planned, o: OrganismRemediation, need: list[int],
                    samples: list, settings: RemediationSettings, bm: BaseModel,
-                   util_samples: list, base_util: float, spec: GameSpec, prog, rec: Remediation
+                   base_util: float, spec: GameSpec, prog, rec: Remediation
                    ) -> None:
     name = p.org.name
     folder = game / ORGANISMS / name
@@ -261,7 +265,7 @@ def _remediate_one(game: Path, p: Planned, o: OrganismRemediation, need: list[in
         prog.update(task, info="measuring")
         sets = [(p.attack, es) for es in p.sets] if o.poisoned or p.sets else []
         rates, _ = run_sets(model, bm.tokenizer, sets, spec.eval.batch_size) if sets else ([], [])
-        util = utility(model, bm.tokenizer, util_samples, spec.eval.batch_size)
+        util = utility(model, bm.tokenizer, spec.eval.batch_size)
         o.results[str(b)] = BudgetResult(
             steps=b, rates={es.metric: round(r, 4) for (_, es), r in zip(sets, rates,
                                                                             strict=True)},
