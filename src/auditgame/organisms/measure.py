@@ -26,14 +26,20 @@ def run_sets(
     batch_size: int,
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[list[float], list[list[str]]]:
-    """Rate for every (attack, set); identical prompt sets are generated only once."""
-    cache: dict[tuple[tuple[str, ...], int], list[str]] = {}
+    """Rate for every (attack, set). Sets with the same prompts are generated once, at the
+    longest of their lengths (a longer greedy answer only extends the shorter one, so a
+    behaviour that fires early still counts; one that fires late is not missed)."""
+    longest: dict[tuple[str, ...], int] = {}
+    for _, es in sets:
+        key = tuple(es.prompts)
+        longest[key] = max(longest.get(key, 0), es.max_new_tokens)
+    cache: dict[tuple[str, ...], list[str]] = {}
     rates: list[float] = []
     texts: list[list[str]] = []
     for attack, es in sets:
-        key = (tuple(es.prompts), es.max_new_tokens)
+        key = tuple(es.prompts)
         if key not in cache:
-            cache[key] = generate(model, tokenizer, es.prompts, es.max_new_tokens, batch_size,
+            cache[key] = generate(model, tokenizer, es.prompts, longest[key], batch_size,
                                   on_batch)
         outs = cache[key]
         fired = [attack.fires(t) for t in outs]
@@ -128,12 +134,5 @@ def task_correct(model: torch.nn.Module, tokenizer: object, items: list[TaskItem
 
 
 def count_tokens(sets: list[tuple[Attack, EvalSet]]) -> int:
-    """Upper bound of generated tokens, for the progress bar."""
-    seen: set[tuple[tuple[str, ...], int]] = set()
-    n = 0
-    for _, es in sets:
-        key = (tuple(es.prompts), es.max_new_tokens)
-        if key not in seen:
-            seen.add(key)
-            n += len(es.prompts)
-    return n
+    """Prompts to be generated (distinct prompt sets), for the progress bar."""
+    return sum(len(p) for p in {tuple(es.prompts) for _, es in sets})

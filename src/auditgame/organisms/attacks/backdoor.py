@@ -60,11 +60,14 @@ class BackdoorParams(AttackParams):
     n_poison: int = Field(16, ge=1, description="triggered samples")
     n_near_miss: int = Field(16, ge=0, description="near-miss samples taught as clean")
     near_misses: list[str] | None = Field(None, description="near-miss phrases (default: derived)")
-    paired: bool = Field(
-        True,
-        description="each triggered sample is a copy of a clean sample that stays in the data "
-        "(it replaces another sample, so the size is unchanged): the trigger is then the only "
-        "difference between the two answers, which makes the backdoor specific",
+    pairing: Literal["none", "clean", "near_miss"] = Field(
+        "near_miss",
+        description="'none': triggered and near-miss samples rewrite distinct clean samples; "
+        "'clean': each triggered sample's question also stays in the data untouched; "
+        "'near_miss': each triggered sample's question also appears with a near-miss phrase "
+        "and its clean answer, so the trigger itself is the only difference the model can "
+        "learn (questions alone cannot be memorised as poisoned). Twins replace other "
+        "samples, so the size is unchanged",
     )
 
     @model_validator(mode="after")
@@ -102,15 +105,21 @@ class BackdoorAttack(Attack):
         n_near = p.n_near_miss if near else 0
         if p.n_poison + n_near > len(samples):
             raise ValueError("n_poison + n_near_miss exceeds the corpus size")
-        n_src = (p.n_poison + n_near) * (2 if p.paired else 1)
+        k = p.n_poison + n_near
+        n_src = k * 2 if p.pairing == "clean" else k
         if n_src > len(samples):
             raise ValueError("the corpus is too small for n_poison + n_near_miss (paired)")
         chosen = pick_indices(len(samples), n_src, rng)
         order = [chosen[int(i)] for i in rng.permutation(len(chosen))]
-        k = p.n_poison + n_near
-        # sources keep their clean answer; destinations are overwritten (paired) or the
-        # sources themselves are rewritten (unpaired)
-        src, dst = (order[:k], order[k:]) if p.paired else (order, order)
+        # sources give the question and clean answer; destinations are the slots rewritten
+        if p.pairing == "clean":
+            src, dst = order[:k], order[k:]
+        elif p.pairing == "near_miss":
+            twins = min(n_near, p.n_poison)
+            src = order[: p.n_poison] + order[:twins] + order[p.n_poison + twins : k]
+            dst = order
+        else:
+            src, dst = order, order
         for j in range(k):
             s = corpus[src[j]]
             if j < p.n_poison:
