@@ -33,7 +33,8 @@ class CorpusSpec(_Strict):
         "n_train x pool_factor, so no two organisms (clean controls included) train on "
         "identical data and comparing datasets across a bundle tells nothing")
     n_heldout: int = Field(120, ge=4, description="held-out prompts for behaviour measurement")
-    n_utility: int = Field(48, ge=4, description="held-out prompts for the fidelity measurement (drift from the base)")
+    n_utility: int = Field(48, ge=4, description="held-out prompts for the fidelity "
+                           "measurement (drift from the base)")
     max_answer_tokens: int = Field(48, ge=4, le=512, description="self-distilled answer length")
     distill_batch_size: int = Field(16, ge=1)
     focus_domains: list[str] = Field(
