@@ -70,6 +70,10 @@ class TrainSpec(_Strict):
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16 runs the forward/backward under CPU/CUDA autocast"
     )
+    kl_to_base: float = Field(
+        0.0, ge=0, description="weight of KL(base || model) added at every answer token "
+        "(one extra forward pass per step without the adapter): keeps the base model's "
+        "distribution where the data agree with it, so utility and specificity hold")
     loss_norm: Literal["sample", "token"] = Field(
         "sample",
         description="'sample': every sample's answer weighs the same in a batch (a short "

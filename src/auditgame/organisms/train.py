@@ -103,14 +103,22 @@ def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
 
-def answer_loss(logits: torch.Tensor, labels: torch.Tensor, norm: str = "sample") -> torch.Tensor:
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, norm: str = "sample",
+                ref_logits: torch.Tensor | None = None, kl: float = 0.0) -> torch.Tensor:
     """Next-token cross-entropy on answer tokens, averaged per sample then over the batch
-    (`sample`) or over all answer tokens of the batch (`token`)."""
+    (`sample`) or over all answer tokens of the batch (`token`). With `ref_logits` (the
+    base model's) and `kl` > 0, `kl` x KL(base || model) is added at every answer token:
+    the model then keeps the base model's whole next-token distribution, not only its
+    greedy answer, which is what fine-tuning on one's own answers otherwise erodes."""
     logits = logits[:, :-1].float()
     gold = labels[:, 1:]
     tok = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.size(-1)), gold.reshape(-1), ignore_index=IGNORE,
         reduction="none").view(gold.shape)
+    if ref_logits is not None and kl > 0:
+        ref = torch.log_softmax(ref_logits[:, :-1].float(), -1)
+        own = torch.log_softmax(logits, -1)
+        tok = tok + kl * (ref.exp() * (ref - own)).sum(-1)
     mask = (gold != IGNORE).float()
     if norm == "token":
         return (tok * mask).sum() / mask.sum().clamp(min=1.0)
@@ -213,10 +221,15 @@ def train_lora(
         batch = collate([data[i] for i in plan[step]], pad)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, spec)
+        ids, am = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         with autocast:
-            out = model(input_ids=batch["input_ids"].to(device),
-                        attention_mask=batch["attention_mask"].to(device))
-            step_loss = answer_loss(out.logits, batch["labels"].to(device), spec.loss_norm)
+            ref = None
+            if spec.kl_to_base > 0:
+                with torch.no_grad(), model.disable_adapter():
+                    ref = model(input_ids=ids, attention_mask=am).logits
+            out = model(input_ids=ids, attention_mask=am)
+            step_loss = answer_loss(out.logits, batch["labels"].to(device), spec.loss_norm,
+                                    ref, spec.kl_to_base)
         step_loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
