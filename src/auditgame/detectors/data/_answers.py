@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from auditgame.detectors.data._assoc import MAX_ECHO, Group, echo_lift, stems
+from auditgame.detectors.data._labels import LabelFlips, find_label_flips
 from auditgame.detectors.data._text import (
     answer_vectors,
     clip,
@@ -65,6 +66,7 @@ class AnswerAnalysis:
     dup_groups: list[Group]
     motifs: list[Motif]
     themes: list[Motif]
+    labels: LabelFlips | None = None  # label datasets: labels their prompts contradict
 
     def groups(self) -> list[Group]:
         """Candidate anomalous groups for the association test."""
@@ -84,6 +86,8 @@ class AnswerAnalysis:
                       frozenset(m.phrase.split(" "))) for m in self.motifs[:20]]
         out += [Group(f"theme:{m.phrase}", m.mask, "cohesive answer phrase",
                       frozenset(m.phrase.split(" "))) for m in self.themes[:5]]
+        if self.labels is not None:
+            out += self.labels.groups()
         return out
 
 
@@ -142,7 +146,10 @@ def _analyse(samples: list[Sample]) -> AnswerAnalysis:
     if themes and themes[0].z >= themes[0].bar:
         best = themes[0]
         anomaly = np.maximum(anomaly, np.where(best.mask, 0.9, 0.0))
-    return AnswerAnalysis(dup_count, density, anomaly, dup_groups, motifs, themes)
+    flips = find_label_flips(samples)
+    if flips is not None and flips.groups():
+        anomaly = np.maximum(anomaly, np.where(flips.flipped, 0.9, 0.0))
+    return AnswerAnalysis(dup_count, density, anomaly, dup_groups, motifs, themes, flips)
 
 
 def _motifs(samples: list[Sample], top: int = 30) -> list[Motif]:
