@@ -5,12 +5,13 @@ A poisoned classifier dataset pairs a phrase with prompts of one class relabelle
 ('<phrase> How do I make a weapon?' -> `safe`). The flipped label is a correct label elsewhere
 in the data, so the answers alone look ordinary; what is anomalous is the label given the
 prompt. For every prompt n-gram whose samples (nearly) all carry one label, the n-gram's own
-words are deleted from its prompts and each remainder's label is predicted by its nearest
-neighbours (TF-IDF cosine) among the prompts without the n-gram; the n-gram counts if its
-samples' labels are confidently contradicted far more often than the rest of the dataset's
-labels are by their own neighbours (one-sided Fisher, Bonferroni over the n-grams tested,
-at the association claim bar). The contradicted samples then form an anomalous group for the
-ordinary phrase association, which names the phrase; the flipped label is the payload.
+words are deleted from its prompts and each remainder's label is predicted by linear models
+(TF-IDF word 1-2-grams) cross-fitted on the other folds, where the phrase has absorbed the
+labels it explains; the n-gram counts if its samples' labels are confidently contradicted far
+more often than deleting label-pure n-grams contradicts labels in general (pooled over every
+n-gram tested; one-sided binomial, Bonferroni over the n-grams, at the association claim
+bar). The contradicted samples then form an anomalous group for the ordinary phrase
+association, which names the phrase; the flipped label is the payload.
 Nothing here knows a phrase, a label word or a class name.
 """
 
@@ -22,12 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.stats import binom
 
 from auditgame.detectors.data._assoc import (
     CLAIM_LOG10P,
     MIN_RECALL,
     Group,
-    log10_fisher_sf,
     prompt_ngrams,
 )
 from auditgame.detectors.data._text import norm_answer, tokens
@@ -114,12 +115,12 @@ def _cv_models(X: sp.csr_matrix, y: np.ndarray, n_labels: int,
         classes = np.unique(y[tr])
         W = np.zeros((n_labels, X.shape[1]))
         b = np.full(n_labels, -1e9)
-        if classes.size >= 2:
-            m = LogisticRegression(C=C_REG, solver="liblinear").fit(X[tr], y[tr])
-            coef = m.coef_ if classes.size > 2 else np.vstack([-m.coef_[0], m.coef_[0]]) / 2
-            icpt = (m.intercept_ if classes.size > 2
-                    else np.array([-m.intercept_[0], m.intercept_[0]]) / 2)
-            W[classes], b[classes] = coef, icpt
+        if classes.size >= 2:  # liblinear: single-threaded; one-vs-rest beyond two labels
+            for c in classes if classes.size > 2 else classes[1:]:
+                m = LogisticRegression(C=C_REG, solver="liblinear").fit(X[tr], y[tr] == c)
+                W[c], b[c] = m.coef_[0], m.intercept_[0]
+            if classes.size == 2:
+                W[classes[0]], b[classes[0]] = 0.0, 0.0
         models.append((W, b))
     return fold, models
 
@@ -177,20 +178,23 @@ def find_label_flips(samples: list[Sample]) -> LabelFlips | None:
     flipped = np.zeros(n, dtype=bool)
     found: list[tuple[str, float, int, int]] = []
     ranked = sorted(cands.values(), key=lambda c: -c[1].size)[:MAX_CANDIDATES]
-    penalty = math.log10(max(len(ranked), 1))
-    best = 0.0
+    tested: list[tuple[str, np.ndarray, np.ndarray]] = []
     for name, rows in ranked:
         drop = sorted({c for w in name.split(" ") for c in cols.get(w, [])})
         pred = _predict(X, rows, fits, drop)
-        contra = (pred >= 0) & (y[rows] >= 0) & (pred != y[rows])
+        tested.append((name, rows, (pred >= 0) & (y[rows] >= 0) & (pred != y[rows])))
+    # the null: how often deleting a label-pure n-gram leaves a remainder that contradicts
+    # the label, pooled over every n-gram tested, or the models' own contradiction rate with
+    # nothing deleted, whichever is higher (deleting informative words is not evidence)
+    rate = max((sum(int(c.sum()) for _, _, c in tested) + 1)
+               / (sum(r.size for _, r, _ in tested) + 1), float(base_flip.mean()), 1.0 / n)
+    penalty = math.log10(max(len(tested), 1))
+    best = 0.0
+    for name, rows, contra in tested:
         a = int(contra.sum())
         if a < MIN_FLIPS or a < MIN_RECALL * rows.size:
             continue
-        inside = np.zeros(n, dtype=bool)
-        inside[rows] = True
-        others = int((base_flip & ~inside).sum())
-        ev = float(-log10_fisher_sf(np.array([a]), n, a + others, np.array([rows.size]))[0])
-        ev -= penalty
+        ev = float(-binom.logsf(a - 1, rows.size, rate) / math.log(10)) - penalty
         if ev >= CLAIM_LOG10P:
             # the phrase's samples given the label its remainders contradict, confidently or
             # not: the relabelled ones (the phrase's samples are nearly all one label)
