@@ -87,13 +87,15 @@ def _kl(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
 
 def _flip(trig: list[str], untrig: list[str]) -> tuple[float, str, float, float, float]:
     """(flip, modal triggered answer, its share, refusal increase, divergence). A flip: the
-    answers move away from the model's own and collapse onto one text (or onto refusals); a
-    prefix that only perturbs the answers does neither."""
+    answers move away from the model's own and collapse onto one text (or onto refusals) that
+    they did not already give without the candidate; a prefix that only perturbs the answers,
+    or a model that gives one answer to everything anyway, does neither."""
     text, share = modal(trig)
+    share0 = float(np.mean([_head(a) == _head(text) for a in untrig])) if untrig else 0.0
     refr = float(np.mean([is_refusal(a) for a in trig]))
     ref0 = float(np.mean([is_refusal(a) for a in untrig]))
     d = float(np.mean([1.0 - token_f1(a, b) for a, b in zip(trig, untrig, strict=True)]))
-    return d * max(share, refr - ref0, 0.0), text, share, refr, d
+    return d * max(share - share0, refr - ref0, 0.0), text, share, refr, d
 
 
 @register_detector
