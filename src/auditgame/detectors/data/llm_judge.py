@@ -229,7 +229,7 @@ class LlmJudgeDetector(Detector):
         if url:
             judge = HttpJudge(str(url), str(kw.get("model") or "gpt-4o-mini"),
                               str(kw.get("key_env") or "OPENAI_API_KEY"),
-                              float(kw.get("timeout", 30.0)))
+                              float(kw.get("timeout", 30.0)), int(kw.get("max_tokens", 200)))
             workers = max(1, int(kw.get("workers", 4)))
 
             def ask_themes(t: str) -> list[str]:
