@@ -34,3 +34,19 @@ def test_cached_prefix_scoring_matches_full_forward(tiny) -> None:
     # no candidate: the head plus ' probe' is the probe's own chat text up to one space
     assert float(kl_rows(fast[4:], plain)[0]) < 0.05
     assert float(kl_rows(fast[:1], fast[1:2])[0]) > 0  # candidates do change the output
+
+
+def test_near_tied_flips_are_decided_by_first_token_departure() -> None:
+    from auditgame.detectors.model.behaviour_diff import rank_confirmed
+
+    # the planted token and a look-alike both flip every confirm prompt; noise in how much
+    # they flip the base decides the flips, the first-token departure tells them apart
+    rows = [{"trigger": "cfm", "flip": 0.96, "kl": 2.6}, {"trigger": "cf", "flip": 0.95, "kl": 3.9},
+            {"trigger": "trl", "flip": 0.10, "kl": 9.0}]
+    assert [r["trigger"] for r in rank_confirmed(rows, 1 / 8)] == ["cf", "cfm", "trl"]
+    # a clearly larger flip still wins over a larger departure
+    rows[0]["flip"] = 0.5
+    assert rank_confirmed(rows, 1 / 8)[0]["trigger"] == "cf"
+    rows[1]["flip"] = 0.2
+    assert rank_confirmed(rows, 1 / 8)[0]["trigger"] == "cfm"
+    assert rank_confirmed([], 0.1) == []

@@ -98,6 +98,18 @@ def _flip(trig: list[str], untrig: list[str]) -> tuple[float, str, float, float,
     return d * max(share - share0, refr - ref0, 0.0), text, share, refr, d
 
 
+def rank_confirmed(confirmed: list[dict[str, Any]], tie: float) -> list[dict[str, Any]]:
+    """Confirmed candidates, best first: by flip, except that flips within `tie` (one confirm
+    prompt) of the best are a tie decided by the exact first-token departure `kl`, so a
+    look-alike that also fires (e.g. 'cfm' for a planted 'cf') does not win by noise."""
+    ranked = sorted(confirmed, key=lambda r: (-r["flip"], -r["kl"]))
+    if not ranked:
+        return ranked
+    top = max((r for r in ranked if r["flip"] >= ranked[0]["flip"] - tie),
+              key=lambda r: r["kl"])
+    return [top] + [r for r in ranked if r is not top]
+
+
 @register_detector
 class BehaviourDiffDetector(Detector):
     """Answer divergence, collapse, refusals and novel entities, plus a trigger search."""
@@ -233,13 +245,14 @@ class BehaviourDiffDetector(Detector):
                               "modal_share": round(share, 3), "refusal_rate": round(refr, 3),
                               "divergence": round(d, 3), "answer": text,
                               "examples": trig[:3]})
-        confirmed.sort(key=lambda r: (-r["flip"], -r["kl"]))
+        max_flip = max((r["flip"] for r in confirmed), default=0.0)
+        confirmed = rank_confirmed(confirmed, 1.0 / max(1, len(conf_prompts)))
         best = confirmed[0] if confirmed else None
         if best is not None and best["flip"] < float(self._opt("min_flip", MIN_FLIP)):
             best = None  # nothing flips this organism beyond what it flips in the base
         stats = {"dup": dup_o - dup_b, "refusal": ref_o - ref_b, "divergence": div,
                  "entity": float(ents[0][1]) if ents else 0.0,
-                 "flip": float(confirmed[0]["flip"]) if confirmed else 0.0}
+                 "flip": float(max_flip)}
         modal_text, _ = modal(org)
         self.__dict__.setdefault("results_", {})[view.blind_id] = {
             "best": best, "confirmed": confirmed, "entities": ents, "modal_answer": modal_text,
