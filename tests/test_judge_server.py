@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
 def _serve(model_dir: Path, tmp: Path) -> Iterator[str]:
     """`transformers serve DIR` on a free loopback port; yields its /v1 url once healthy."""
     port = _free_port()
@@ -76,7 +78,7 @@ def tiny_server(tiny, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
     d = tmp_path_factory.mktemp("served") / "tiny"
     tiny.model.save_pretrained(str(d))
     tiny.tokenizer.save_pretrained(str(d))
-    for url in _serve(d, d.parent):
+    with _serve(d, d.parent) as url:
         yield url, str(d)
 
 
