@@ -147,11 +147,17 @@ def test_pool_never_holds_game_prompts(game: Path) -> None:
 def test_reaudit_scores_the_fix(game: Path) -> None:
     register_detector(LoraNormDetector)
     try:
-        remediate_game(game, budgets=[0, 3], n_samples=16)  # default: weights-only detectors
+        remediate_game(game, budgets=[0, 3], n_samples=16)  # default: weights/activations detectors
     finally:
         unregister_detector(LoraNormDetector.name)
     rec = read_remediation(game)
     assert rec is not None and LoraNormDetector.name in rec.detectors
+    # the model-track detectors that need no dataset and no open queries re-audit too
+    assert {"weight_diff", "activation_diff"} <= set(rec.detectors)
+    assert not rec.detector_errors
+    for o in rec.organisms.values():
+        for d in rec.detectors:
+            assert all(v is not None for v in o.detector_scores[d].values()), (d, o.organism)
     for name, o in rec.organisms.items():
         scores = o.detector_scores[LoraNormDetector.name]
         assert set(scores) == {"0", "3"}

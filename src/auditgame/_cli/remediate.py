@@ -23,7 +23,7 @@ def remediate(
         "section, 0,16,48 unless set)"),
     detectors: str | None = typer.Option(
         None, "--detectors", "-d", help="detectors to re-audit on the fixed organisms "
-        "(default: those needing only the weights; 'none' for none)"),
+        "(default: those needing only weights and activations; 'none' for none)"),
     n_samples: int | None = typer.Option(
         None, help="clean samples in the remediation pool (default: the spec's, 256)"),
     force: bool = typer.Option(False, "--force", help="discard earlier results and redo"),

@@ -137,7 +137,7 @@ def remediate_game(
 
     `budgets` and `n_samples` default to the spec's `remediate` section. `detectors`:
     detectors to re-audit on the fixed organisms (default: the registered ones that need
-    only the weights; `[]` for none).
+    only weights and activations; `[]` for none).
     """
     game = Path(game)
     console = console or Console(stderr=True)

@@ -25,10 +25,14 @@ from auditgame.detectors.base import (
 from auditgame.organisms import records as R
 from auditgame.organisms.data import Sample
 
+REAUDIT_NEEDS = frozenset({"weights", "activations"})
+
 
 def cheap_detectors() -> list[str]:
-    """Registered detectors that need only the weights: re-auditing them costs seconds."""
-    return [n for n in detector_names() if get_detector(n).needs == frozenset({"weights"})]
+    """Registered detectors that read only the weights and activations on their own prompts
+    (no dataset, no open-ended queries): re-auditing every budget costs seconds each."""
+    return [n for n in detector_names()
+            if "weights" in get_detector(n).needs and get_detector(n).needs <= REAUDIT_NEEDS]
 
 
 class AdapterPool:
