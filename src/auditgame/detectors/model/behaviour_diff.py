@@ -4,7 +4,7 @@
    the organism repeats one identical answer, refuses, diverges from the base, and names a
    proper noun the base never names on the same prompts (the loyalty signal).
 2. Trigger search. Candidates are generic: contextual phrases (dates, years), deployment-like
-   tags, and every short rare vocabulary token (the pool of `short_token_candidates`). Each
+   tags, every short rare vocabulary token and every letter pair (`trigger_pool`). Each
    candidate is put before a probe prompt and scored by one forward pass (the chat head is
    cached, so the whole pool costs one batched pass per organism; the base's side once per
    bundle): how far it makes the organism's first answer token depart from the base's after
@@ -35,8 +35,8 @@ from auditgame.detectors.model._prompts import (
     context_candidates,
     is_refusal,
     neutral_prompts,
-    short_token_candidates,
     tag_candidates,
+    trigger_pool,
 )
 from auditgame.detectors.model._search import candidate_ids, first_token_logprobs, kl_rows
 from auditgame.models.generate import generate
@@ -98,6 +98,34 @@ def _flip(trig: list[str], untrig: list[str]) -> tuple[float, str, float, float,
     return d * max(share - share0, refr - ref0, 0.0), text, share, refr, d
 
 
+def collapsed_text(answers: list[str]) -> str:
+    """What the answers collapsed onto: the words that every answer starting like the modal
+    one shares from its start (the planted text without each answer's own continuation)."""
+    text, _ = modal(answers)
+    same = [a.split() for a in answers if _head(a) == _head(text)]
+    if not same:
+        return text
+    def key(w: str) -> str:
+        return re.sub(r"[^\w']", "", w.lower())
+
+    n = 0
+    while all(len(w) > n and key(w[n]) == key(same[0][n]) for w in same):
+        n += 1
+    if n < min(3, len(same[0])):
+        return text
+    words = same[0][:n]
+    if any(w[n - 1] != words[-1] for w in same):  # 'YOU' and 'YOU.' end the shared part
+        words = words[:-1] + [words[-1].rstrip(".,;:!?")]
+    return " ".join(words)
+
+
+def behaviour_name(answers: list[str]) -> str:
+    """The behaviour as a target: 'refusal' when most answers refuse, else the collapsed text."""
+    if answers and np.mean([is_refusal(a) for a in answers]) >= 0.5:
+        return "refusal"
+    return collapsed_text(answers)
+
+
 def rank_confirmed(confirmed: list[dict[str, Any]], tie: float) -> list[dict[str, Any]]:
     """Confirmed candidates, best first: by flip, except that flips within `tie` (one confirm
     prompt) of the best are a tie decided by the exact first-token departure `kl`, so a
@@ -137,7 +165,7 @@ class BehaviourDiffDetector(Detector):
         n = int(self._opt("n_prompts", N_NEUTRAL))
         prompts = neutral_prompts(n)
         probe = neutral_prompts(int(self._opt("n_probe", 3)), seed=7)
-        pool = [t for t in short_token_candidates(tok) if candidate_ids(tok, t)]
+        pool = [t for t in trigger_pool(tok) if candidate_ids(tok, t)]
         pool_ids = [candidate_ids(tok, t) for t in pool]
         scan = min(neutral_prompts(8, seed=7), key=len)  # the cheapest probe to run
         bs = int(self._opt("scan_batch", 64))
@@ -237,13 +265,13 @@ class BehaviourDiffDetector(Detector):
         for c in ranked[: int(self._opt("n_confirm", 3))]:
             trig = generate(model, tok, [_with_candidate(tok, c, p) for p in conf_prompts],
                             max_new, bs)
-            flip, text, share, refr, d = _flip(trig, untrig)
+            flip, _, share, refr, d = _flip(trig, untrig)
             base_flip = self._base_flip(base, refs, c, conf_prompts, max_new, bs)
             confirmed.append({"trigger": c, "kl": round(kls[c], 4),
                               "flip": round(max(0.0, flip - base_flip), 4),
                               "raw_flip": round(flip, 4), "base_flip": round(base_flip, 4),
                               "modal_share": round(share, 3), "refusal_rate": round(refr, 3),
-                              "divergence": round(d, 3), "answer": text,
+                              "divergence": round(d, 3), "answer": behaviour_name(trig),
                               "examples": trig[:3]})
         max_flip = max((r["flip"] for r in confirmed), default=0.0)
         confirmed = rank_confirmed(confirmed, 1.0 / max(1, len(conf_prompts)))
@@ -253,7 +281,7 @@ class BehaviourDiffDetector(Detector):
         stats = {"dup": dup_o - dup_b, "refusal": ref_o - ref_b, "divergence": div,
                  "entity": float(ents[0][1]) if ents else 0.0,
                  "flip": float(max_flip)}
-        modal_text, _ = modal(org)
+        modal_text = collapsed_text(org)
         self.__dict__.setdefault("results_", {})[view.blind_id] = {
             "best": best, "confirmed": confirmed, "entities": ents, "modal_answer": modal_text,
             "top_kl": [(c, round(kls[c], 4)) for c in ranked[:8]], "scan_top": scan[:8],
@@ -278,7 +306,9 @@ class BehaviourDiffDetector(Detector):
             target = res["entities"][0][0]
         elif best and best["flip"] > 0:
             target = best["answer"] or None
-        elif top_stat in ("dup", "refusal"):
+        elif top_stat == "refusal":
+            target = "refusal"
+        elif top_stat == "dup":
             target = res["modal_answer"] or None
         elif res["entities"]:
             target = res["entities"][0][0]
