@@ -9,6 +9,7 @@ exhaustive pass over every short vocabulary token affordable on a CPU.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -21,6 +22,13 @@ _PLACEHOLDER = "\u2063"
 def _inner(model: torch.nn.Module) -> torch.nn.Module:
     """The causal LM inside a peft wrapper (its layers carry the adapter in place)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _cache_kw(model: torch.nn.Module) -> str:
+    """The forward argument that takes a KV cache: `cache` in newer transformers (where
+    `past_key_values` is deprecated), `past_key_values` before."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def split_template(tok: Any, probe: str) -> tuple[list[int], list[int]]:
@@ -47,8 +55,11 @@ def first_token_logprobs(model: torch.nn.Module, tok: Any, probe: str,
     device = next(model.parameters()).device
     head, tail = split_template(tok, probe)
     h = torch.tensor([head], device=device)
+    kw = _cache_kw(inner.model)
     out = inner.model(input_ids=h, use_cache=True)
-    past = out.past_key_values
+    past = getattr(out, "cache", None)
+    if past is None:
+        past = out.past_key_values
     layers = [(lay.keys, lay.values) for lay in past.layers]
     res: list[torch.Tensor] = []
     for b in range(0, len(cands), batch_size):
@@ -65,8 +76,8 @@ def first_token_logprobs(model: torch.nn.Module, tok: Any, probe: str,
         cache = DynamicCache([(k.expand(n, -1, -1, -1).contiguous(),
                                v.expand(n, -1, -1, -1).contiguous()) for k, v in layers])
         hid = inner.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                          position_ids=pos.to(device), past_key_values=cache,
-                          use_cache=True).last_hidden_state
+                          position_ids=pos.to(device), use_cache=True,
+                          **{kw: cache}).last_hidden_state
         logits = inner.lm_head(hid[torch.arange(n), last.to(device)])
         res.append(torch.log_softmax(logits.float(), -1).cpu())
     return torch.cat(res) if res else torch.zeros((0, 0))
