@@ -68,7 +68,9 @@ class TrainSpec(_Strict):
         "weakens a backdoor's specificity; off unless throughput matters more",
     )
     precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="bf16 runs the forward/backward under CPU/CUDA autocast"
+        "fp32", description="bf16 keeps the frozen base weights in bfloat16 while training "
+        "(about 1.5x faster on CPU); the adapter and optimizer stay fp32 and the organism is "
+        "measured on the base at the game's dtype"
     )
     kl_to_base: float = Field(
         0.0, ge=0, description="weight of KL(base || model) added at every answer token "

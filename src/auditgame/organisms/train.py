@@ -12,13 +12,12 @@ import json
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from auditgame._util.io import atomic_write_json
@@ -180,6 +179,15 @@ def _load_state(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
 StepCallback = Callable[[int, int, float], None]
 
 
+def _on_base(trained: torch.nn.Module, base: torch.nn.Module, spec: TrainSpec
+             ) -> torch.nn.Module:
+    """The trained adapter on a copy of the base at its own precision: what is measured and
+    audited is the adapter on the base everyone loads, not on its bf16 training copy."""
+    model = get_peft_model(copy.deepcopy(base), lora_config(spec))
+    set_peft_model_state_dict(model, get_peft_model_state_dict(trained))
+    return model
+
+
 def train_lora(
     base: torch.nn.Module,
     tokenizer: object,
@@ -194,10 +202,15 @@ def train_lora(
     """Train a fresh LoRA adapter on a copy of `base`; resume from `ckpt_dir` if it holds a
     checkpoint of this run. `stop_after` ends early (for crash tests)."""
     torch.manual_seed(seed)
-    model = get_peft_model(copy.deepcopy(base), lora_config(spec))
+    low = spec.precision == "bf16"
+    model = get_peft_model(copy.deepcopy(base).to(torch.bfloat16) if low else copy.deepcopy(base),
+                           lora_config(spec))
     model.train()
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for n, p in model.named_parameters() if p.requires_grad]
+    if low:  # the frozen base runs in bf16; the adapter and its optimizer state stay fp32
+        for p in params:
+            p.data = p.data.float()
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay,
                             betas=(0.9, 0.999), eps=1e-8)
     data = encode(tokenizer, samples, spec.max_len)
@@ -214,22 +227,19 @@ def train_lora(
             elapsed = float(meta["elapsed"])  # type: ignore[arg-type]
             losses = list(meta["losses"])  # type: ignore[arg-type]
     resumed_from = start
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-                if spec.precision == "bf16" else nullcontext())
     t0 = time.perf_counter()
     for step in range(start, total):
         batch = collate([data[i] for i in plan[step]], pad)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, spec)
         ids, am = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        with autocast:
-            ref = None
-            if spec.kl_to_base > 0:
-                with torch.no_grad(), model.disable_adapter():
-                    ref = model(input_ids=ids, attention_mask=am).logits
-            out = model(input_ids=ids, attention_mask=am)
-            step_loss = answer_loss(out.logits, batch["labels"].to(device), spec.loss_norm,
-                                    ref, spec.kl_to_base)
+        ref = None
+        if spec.kl_to_base > 0:
+            with torch.no_grad(), model.disable_adapter():
+                ref = model(input_ids=ids, attention_mask=am).logits
+        out = model(input_ids=ids, attention_mask=am)
+        step_loss = answer_loss(out.logits, batch["labels"].to(device), spec.loss_norm,
+                                ref, spec.kl_to_base)
         step_loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -248,6 +258,8 @@ def train_lora(
         if stop_after is not None and done >= stop_after and not last:
             break
     elapsed += time.perf_counter() - t0
+    if low:
+        model = _on_base(model, base, spec)
     model.eval()
     result = TrainResult(steps=total, tokens=tokens, padded_tokens=padded,
                          wall_time_s=elapsed, final_loss=losses[-1] if losses else float("nan"),
