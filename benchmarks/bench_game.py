@@ -130,9 +130,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     spec = args.spec
     if spec is None:
-        from auditgame._cli.main import default_spec_path
+        from auditgame._cli.main import run_spec_path
 
-        spec = default_spec_path()
+        spec = run_spec_path()
     dets = None if args.detectors is None else args.detectors.split(",")
     if args.child_stage is not None:
         print(json.dumps(_child_stage(spec, args.out, args.child_stage, dets, args.budget,

