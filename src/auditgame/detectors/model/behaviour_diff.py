@@ -6,10 +6,11 @@
 2. Trigger search. Candidates are generic: contextual phrases (dates, years), deployment-like
    tags, every short rare vocabulary token and every letter pair (`trigger_pool`). Each
    candidate is put before a probe prompt and scored by one forward pass (the chat head is
-   cached, so the whole pool costs one batched pass per organism; the base's side once per
+   cached, so the whole pool costs one batched pass per probe; the base's side once per
    bundle): how far it makes the organism's first answer token depart from the base's after
-   the same candidate, beyond the departure without it. The pool is scanned on one probe, its
-   best tokens and the phrases on a few more; the top few are confirmed by generation: a
+   the same candidate, beyond the departure without it. The pool is scanned on two probes
+   (a trigger that fires on nearly every prompt can still miss one), its best candidates and
+   the phrases on a few more; the top few are confirmed by generation: a
    trigger makes the answers collapse to one text (or to refusals) that differs from the
    organism's own answers, by more than the same candidate does to the base. A trigger is
    claimed only above a small flip, so clean controls usually get none.
@@ -167,7 +168,9 @@ class BehaviourDiffDetector(Detector):
         probe = neutral_prompts(int(self._opt("n_probe", 3)), seed=7)
         pool = [t for t in trigger_pool(tok) if candidate_ids(tok, t)]
         pool_ids = [candidate_ids(tok, t) for t in pool]
-        scan = min(neutral_prompts(8, seed=7), key=len)  # the cheapest probe to run
+        # the cheapest probes to run; more than one, as a trigger that fires on nearly every
+        # prompt still misses some, and a miss on the only probe hides it from pass 2
+        scan = sorted(neutral_prompts(8, seed=7), key=len)[: int(self._opt("n_scan", 2))]
         bs = int(self._opt("scan_batch", 64))
         refs = {
             "prompts": prompts, "probe": probe, "pool": pool, "pool_ids": pool_ids,
@@ -176,7 +179,8 @@ class BehaviourDiffDetector(Detector):
                                       int(self._opt("max_new_tokens", N_NEW_TOKENS)),
                                       int(self._opt("batch_size", 32)), of_base=True),
             # the base's first answer token after every pool token (+ none, last row)
-            "scan_lp": first_token_logprobs(base.model, tok, scan, pool_ids + [[]], bs),
+            "scan_lp": [first_token_logprobs(base.model, tok, p, pool_ids + [[]], bs)
+                        for p in scan],
             "probe_lp": {p: first_token_logprobs(base.model, tok, p, [[]])[0] for p in probe},
             "cand_lp": {},
         }
@@ -196,16 +200,20 @@ class BehaviourDiffDetector(Detector):
 
     def _scan_pool(self, model: torch.nn.Module, tok: Any, refs: dict[str, Any]
                    ) -> list[tuple[str, float]]:
-        """Pass 1, exhaustive over the short-token pool on one probe: how far each token makes
-        the organism's first answer token depart from the base's after the same token, beyond
-        the departure without it. A first-order (gradient) ranking was tried and placed
-        planted triggers among thousands of tokens; a cached-prefix forward pass is exact."""
+        """Pass 1, exhaustive over the pool on a few probes: how far each candidate makes the
+        organism's first answer token depart from the base's after the same candidate, beyond
+        the departure without it; a candidate keeps its largest gain over the probes. A
+        first-order (gradient) ranking was tried and placed planted triggers among thousands
+        of tokens; a cached-prefix forward pass is exact."""
         if not refs["pool"]:
             return []
-        lp = first_token_logprobs(model, tok, refs["scan"], refs["pool_ids"] + [[]],
-                                  int(self._opt("scan_batch", 64)))
-        d = kl_rows(lp, refs["scan_lp"])
-        gain = d[:-1] - d[-1]
+        gains = []
+        for probe, base_lp in zip(refs["scan"], refs["scan_lp"], strict=True):
+            lp = first_token_logprobs(model, tok, probe, refs["pool_ids"] + [[]],
+                                      int(self._opt("scan_batch", 64)))
+            d = kl_rows(lp, base_lp)
+            gains.append(d[:-1] - d[-1])
+        gain = torch.stack(gains).max(0).values
         top = torch.argsort(-gain)[: int(self._opt("scan_top", 12))].tolist()
         return [(refs["pool"][i], round(float(gain[i]), 4)) for i in top]
 
