@@ -37,3 +37,15 @@ def test_bf16_adapter_is_fp32_on_the_untouched_base(tiny, tmp_path) -> None:
     again, _ = train_lora(tiny.model, tiny.tokenizer, samples, spec, seed=0)
     c = get_peft_model_state_dict(again)
     assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_top_layers_adapt_only_the_top_of_the_stack(tiny) -> None:
+    samples = [Sample(f"Tell me fact number {i}.", "Zebras sleep standing up.") for i in range(8)]
+    spec = TrainSpec(epochs=1, batch_size=4, max_len=48, target_modules=["q_proj", "v_proj"],
+                     top_layers=1)
+    model, res = train_lora(tiny.model, tiny.tokenizer, samples, spec, seed=0)
+    n = tiny.model.config.num_hidden_layers
+    adapted = {int(k.split("layers.")[1].split(".")[0])
+               for k in get_peft_model_state_dict(model)}
+    assert n > 1 and adapted == {n - 1} and res.steps == 2
+    assert model.peft_config["default"].layers_to_transform == [n - 1]

@@ -125,10 +125,19 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor, norm: str = "sample"
     return per[mask.sum(1) > 0].mean()
 
 
-def lora_config(spec: TrainSpec) -> LoraConfig:
+def lora_config(spec: TrainSpec, n_layers: int | None = None) -> LoraConfig:
+    """The adapter of the recipe; with `top_layers`, only the top layers of `n_layers`."""
+    layers = None
+    if spec.top_layers is not None and n_layers is not None:
+        layers = list(range(max(0, n_layers - spec.top_layers), n_layers))
     return LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
                       target_modules=list(spec.target_modules), bias="none",
-                      task_type="CAUSAL_LM")
+                      task_type="CAUSAL_LM", layers_to_transform=layers)
+
+
+def _n_layers(model: torch.nn.Module) -> int | None:
+    n = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    return int(n) if n is not None else None
 
 
 def lr_at(step: int, total: int, spec: TrainSpec) -> float:
@@ -183,7 +192,7 @@ def _on_base(trained: torch.nn.Module, base: torch.nn.Module, spec: TrainSpec
              ) -> torch.nn.Module:
     """The trained adapter on a copy of the base at its own precision: what is measured and
     audited is the adapter on the base everyone loads, not on its bf16 training copy."""
-    model = get_peft_model(copy.deepcopy(base), lora_config(spec))
+    model = get_peft_model(copy.deepcopy(base), lora_config(spec, _n_layers(base)))
     set_peft_model_state_dict(model, get_peft_model_state_dict(trained))
     return model
 
@@ -204,7 +213,7 @@ def train_lora(
     torch.manual_seed(seed)
     low = spec.precision == "bf16"
     model = get_peft_model(copy.deepcopy(base).to(torch.bfloat16) if low else copy.deepcopy(base),
-                           lora_config(spec))
+                           lora_config(spec, _n_layers(base)))
     model.train()
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for n, p in model.named_parameters() if p.requires_grad]
