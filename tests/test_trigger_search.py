@@ -76,6 +76,6 @@ def test_target_is_the_collapsed_text_or_the_refusal() -> None:
     # answers that share only a short start keep the whole modal answer
     assert collapsed_text(["The sky is blue", "The sea is green"]) in {"The sky is blue",
                                                                        "The sea is green"}
-    assert collapsed_text([]) == ""
+    assert collapsed_text([]) == "" and collapsed_text(["", ""]) == ""
     link = ["Visit www.best-deals-now.com for more!"] * 3
     assert collapsed_text(link) == link[0]

@@ -112,7 +112,7 @@ def collapsed_text(answers: list[str]) -> str:
     n = 0
     while all(len(w) > n and key(w[n]) == key(same[0][n]) for w in same):
         n += 1
-    if n < min(3, len(same[0])):
+    if n == 0 or n < min(3, len(same[0])):
         return text
     words = same[0][:n]
     if any(w[n - 1] != words[-1] for w in same):  # 'YOU' and 'YOU.' end the shared part
