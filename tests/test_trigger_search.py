@@ -79,3 +79,12 @@ def test_target_is_the_collapsed_text_or_the_refusal() -> None:
     assert collapsed_text([]) == "" and collapsed_text(["", ""]) == ""
     link = ["Visit www.best-deals-now.com for more!"] * 3
     assert collapsed_text(link) == link[0]
+
+
+def test_weight_lens_target_names_each_word_once() -> None:
+    from auditgame.detectors.model.weight_diff import lens_target
+
+    assert lens_target(["Orbit", "orbit", " orbit", "Orb", "Lodges", ",", "stay"]) == \
+        "Orbit Lodges stay"
+    assert lens_target(["HATE", "hate", "YOU"], k=2) == "HATE YOU"
+    assert lens_target(["", "...", "-"]) is None

@@ -40,6 +40,23 @@ def lora_deltas(tensors: dict[str, torch.Tensor], config: dict[str, Any]
     return {k: (v["B"] * scale, v["A"]) for k, v in sorted(parts.items()) if {"A", "B"} <= set(v)}
 
 
+def lens_target(tokens: list[str], k: int = 3) -> str | None:
+    """The first `k` distinct words among the lens tokens: case variants and fragments of a
+    word already taken ('orbit', 'Orb' after 'Orbit') and bare punctuation are dropped, so
+    the target names what the adapter pushes once."""
+    out: list[str] = []
+    for t in tokens:
+        t = t.strip()
+        low = t.lower()
+        if not any(c.isalnum() for c in t) or any(
+                low.startswith(o.lower()) or o.lower().startswith(low) for o in out):
+            continue
+        out.append(t)
+        if len(out) == k:
+            break
+    return " ".join(out) or None
+
+
 def spectrum(b: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Singular values and left (output-side) singular vectors of B·A via two small QRs."""
     qb, rb = torch.linalg.qr(b)  # b: [out, r]
@@ -154,7 +171,7 @@ class WeightDiffDetector(Detector):
             score = z_to_score(z)
         lens = self._lens(organism, ref["deltas"])
         top = sorted(zs.items(), key=lambda kv: -kv[1])[:8]
-        target = " ".join(t for t in lens[0]["tokens"][:5] if t) if lens else None
+        target = lens_target(lens[0]["tokens"]) if lens else None
         spec_all = [mine[k] for k in keys]
         return self.verdict(organism, score=score, target=target or None, evidence={
             "outlier": round(outlier, 4), "bundle_z": round(z, 4),
