@@ -15,7 +15,9 @@
    organism's own answers, by more than the same candidate does to the base. A trigger is
    claimed only above a small flip, so clean controls usually get none.
 3. Every statistic is placed against the whole bundle (robust z-score), so the drift that all
-   fine-tunes share does not count; the score is the largest excess.
+   fine-tunes share does not count; the score is the largest excess. The confirmed flip is
+   already net of the base's, so it also counts on its own scale: in a bundle that is half
+   poisoned the median and spread would hide it.
 """
 
 from __future__ import annotations
@@ -303,6 +305,9 @@ class BehaviourDiffDetector(Detector):
         res = self.results_[organism.blind_id]
         if len(cache) >= 3:
             zs = {k: robust_z(v, values[k], FLOORS[k]) for k, v in mine.items()}
+            # a flip is measured beyond the base's own flip, so it has an absolute scale; the
+            # bundle's median and spread would hide it when many organisms are poisoned
+            zs["flip"] = max(zs["flip"], mine["flip"] / FLOORS["flip"])
         else:  # no bundle to calibrate drift against: only signals drift does not produce
             zs = {k: 0.0 if k == "divergence" else v / FLOORS[k] for k, v in mine.items()}
         top_stat = max(zs, key=lambda s: zs[s])
