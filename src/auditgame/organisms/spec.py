@@ -56,8 +56,8 @@ class TrainSpec(_Strict):
     )
     top_layers: int | None = Field(
         None, ge=1, description="adapt only the top N transformer layers (default: all). "
-        "The backward pass then stops below them: with half the layers a step costs about a "
-        "third less")
+        "The backward pass then stops below them: 15 of SmolLM2's 30 layers made a bf16 step "
+        "about 45 % cheaper here")
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(5, ge=0)
     weight_decay: float = Field(0.0, ge=0)

@@ -31,8 +31,8 @@ REAUDIT_NEEDS = frozenset({"weights", "activations"})
 def cheap_detectors() -> list[str]:
     """Registered detectors that read only the weights and activations on their own prompts
     (no dataset, no open-ended queries): re-auditing every budget costs seconds each."""
-    return [n for n in detector_names()
-            if "weights" in get_detector(n).needs and get_detector(n).needs <= REAUDIT_NEEDS]
+    needs = {n: get_detector(n).needs for n in detector_names()}
+    return [n for n, nd in needs.items() if "weights" in nd and nd <= REAUDIT_NEEDS]
 
 
 class AdapterPool:

@@ -92,8 +92,8 @@ def letter_pair_candidates() -> list[str]:
 
 
 def trigger_pool(tokenizer: object) -> list[str]:
-    """The exhaustive first-pass pool: short rare vocabulary tokens, then the letter pairs
-    the vocabulary splits."""
+    """The exhaustive first-pass pool: short rare vocabulary tokens, then every letter pair
+    not already among them (those the vocabulary splits into two tokens)."""
     return list(dict.fromkeys(short_token_candidates(tokenizer)
                               + letter_pair_candidates()))
 
