@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -24,6 +25,29 @@ def chat_full(tokenizer: object, prompt: str, response: str) -> tuple[str, str]:
     if not full.startswith(head):
         raise ValueError("chat template does not extend the generation prompt")
     return head, full[len(head):]
+
+
+@contextmanager
+def contiguous_head_input(model: torch.nn.Module) -> Iterator[None]:
+    """Hand the output head a contiguous input while generating.
+
+    At prefill, generation slices the last position out of the hidden states, a
+    non-contiguous [batch, 1, d] view. When the head's weight does not require grad (every
+    frozen or adapter-wrapped model), torch's `linear` then takes a batched-matmul path that
+    copies the [vocab, d] weight once per row: 3 s instead of 15 ms for 50 prompts on
+    SmolLM2 here, paid by every generation call. A contiguous copy of the tiny input avoids it.
+    """
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if get is not None else None
+    if head is None:
+        yield
+        return
+    handle = head.register_forward_pre_hook(
+        lambda _m, args: (args[0].contiguous(), *args[1:]) if args else None)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @torch.no_grad()
@@ -53,13 +77,14 @@ def generate(
         for r, i in enumerate(idx):
             ids[r, width - len(enc[i]):] = torch.tensor(enc[i])
             mask[r, width - len(enc[i]):] = 1
-        gen = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=pad,
-        )
+        with contiguous_head_input(model):
+            gen = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+            )
         for r, i in enumerate(idx):
             out[i] = tok.decode(gen[r, width:], skip_special_tokens=True).strip()  # type: ignore[attr-defined]
         if on_batch is not None:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import torch
 
-from auditgame.models.generate import chat_prompt, generate
+from auditgame.models.generate import generate
+from auditgame.models.prefix import chat_head_ids, chat_tail_ids, shared_head_logits
 from auditgame.organisms.attacks.base import Attack
 from auditgame.organisms.data import EvalSet, Sample
 from auditgame.organisms.tasks import TaskItem, task_items
@@ -100,36 +101,24 @@ def task_correct(model: torch.nn.Module, tokenizer: object, items: list[TaskItem
     """Per item: does the right answer outrank every distractor at the first answer token?
     The assistant turn is opened with `ANSWER_LEAD` so the next token is the answer itself;
     spelling variants pool by logsumexp, and a distractor sharing the answer's token is
-    skipped (None when no distractor is left)."""
-    prompts = [chat_prompt(tokenizer, it.question) + ANSWER_LEAD for it in items]
-    enc = [tokenizer(p, add_special_tokens=False).input_ids  # type: ignore[operator]
-           for p in prompts]
-    pad = int(tokenizer.pad_token_id)  # type: ignore[attr-defined]
-    device = next(model.parameters()).device
+    skipped (None when no distractor is left). The chat head every item shares runs once."""
+    head = chat_head_ids(tokenizer)
+    tails = [chat_tail_ids(tokenizer, it.question, ANSWER_LEAD) for it in items]
     was = model.training
     model.eval()
-    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
-    right: list[bool | None] = [None] * len(items)
-    for b in range(0, len(order), batch_size):
-        idx = order[b : b + batch_size]
-        width = max(len(enc[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, : len(enc[i])] = torch.tensor(enc[i])
-            mask[r, : len(enc[i])] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        last = mask.sum(1) - 1
-        logp = torch.log_softmax(logits[torch.arange(len(idx)), last.to(device)].float(), -1)
-        for r, i in enumerate(idx):
-            it = items[i]
-            good = _first_ids(tokenizer, it.answer)
-            score = torch.logsumexp(logp[r, sorted(good)], 0)
-            rivals = [ids_ for d in it.distractors if (ids_ := _first_ids(tokenizer, d) - good)]
-            if rivals:
-                right[i] = all(bool(torch.logsumexp(logp[r, sorted(ids_)], 0) < score)
-                               for ids_ in rivals)
+    order = sorted(range(len(tails)), key=lambda i: len(tails[i]))
+    logp = shared_head_logits(model, int(tokenizer.pad_token_id),  # type: ignore[attr-defined]
+                              head, [tails[i] for i in order], batch_size)
     model.train(was)
+    right: list[bool | None] = [None] * len(items)
+    for r, i in enumerate(order):
+        it = items[i]
+        good = _first_ids(tokenizer, it.answer)
+        score = torch.logsumexp(logp[r, sorted(good)], 0)
+        rivals = [ids_ for d in it.distractors if (ids_ := _first_ids(tokenizer, d) - good)]
+        if rivals:
+            right[i] = all(bool(torch.logsumexp(logp[r, sorted(ids_)], 0) < score)
+                           for ids_ in rivals)
     return right
 
 

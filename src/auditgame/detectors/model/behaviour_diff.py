@@ -8,9 +8,9 @@
    candidate is put before a probe prompt and scored by one forward pass (the chat head is
    cached, so the whole pool costs one batched pass per probe; the base's side once per
    bundle): how far it makes the organism's first answer token depart from the base's after
-   the same candidate, beyond the departure without it. The pool is scanned on two probes
-   (a trigger that fires on nearly every prompt can still miss one), its best candidates and
-   the phrases on a few more; the top few are confirmed by generation: a
+   the same candidate, beyond the departure without it. The pool is scanned on two short
+   probes written for it (a trigger that fires on nearly every prompt can still miss one),
+   its best candidates and the phrases on a few more; the top few are confirmed by generation: a
    trigger makes the answers collapse to one text (or to refusals) that differs from the
    organism's own answers, by more than the same candidate does to the base. A trigger is
    claimed only above a small flip, so clean controls usually get none.
@@ -35,6 +35,7 @@ from auditgame.detectors.model._calib import bundle_values, robust_z, z_to_score
 from auditgame.detectors.model._prompts import (
     N_NEUTRAL,
     N_NEW_TOKENS,
+    SCAN_PROBES,
     context_candidates,
     is_refusal,
     neutral_prompts,
@@ -170,9 +171,9 @@ class BehaviourDiffDetector(Detector):
         probe = neutral_prompts(int(self._opt("n_probe", 3)), seed=7)
         pool = [t for t in trigger_pool(tok) if candidate_ids(tok, t)]
         pool_ids = [candidate_ids(tok, t) for t in pool]
-        # the cheapest probes to run; more than one, as a trigger that fires on nearly every
+        # short probes, cheap to run; more than one, as a trigger that fires on nearly every
         # prompt still misses some, and a miss on the only probe hides it from pass 2
-        scan = sorted(neutral_prompts(8, seed=7), key=len)[: int(self._opt("n_scan", 2))]
+        scan = list(SCAN_PROBES[: int(self._opt("n_scan", 2))])
         bs = int(self._opt("scan_batch", 64))
         refs = {
             "prompts": prompts, "probe": probe, "pool": pool, "pool_ids": pool_ids,
