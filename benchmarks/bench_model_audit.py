@@ -4,8 +4,8 @@ Audits a sealed game with every model-track detector, one detector at a time, wi
 activation cache, and prints per detector the total, the mean per organism (detectors calibrate
 against the whole bundle, so the first organism pays for its peers' statistics; the mean is
 what one organism costs) and the first organism's time. The baseline, timed in the same run,
-is a plain base-model generation pass of the size `behaviour_diff` uses (28 prompts x 20 new
-tokens, batch 32). The goal: all model detectors together <= 120 s per organism on 2 cores.
+is a plain base-model generation pass of the size `behaviour_diff` uses (N_NEUTRAL prompts x
+N_NEW_TOKENS, batch 32). The goal: all model detectors together <= 120 s per organism on 2 cores.
 
     python benchmarks/bench_model_audit.py                 # tiny game built by `make`
     python benchmarks/bench_model_audit.py --game GAME     # any sealed game (e.g. SmolLM2)
@@ -26,6 +26,7 @@ import torch
 
 from auditgame._util.io import atomic_write_json
 from auditgame.detectors import run_audit
+from auditgame.detectors.model._prompts import N_NEUTRAL, N_NEW_TOKENS
 from auditgame.game import Bundle, seal_game
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -44,7 +45,8 @@ def tiny_game(work: Path) -> Path:
     return game
 
 
-def baseline_s(bundle: Bundle, n_prompts: int = 28, max_new: int = 20) -> float:
+def baseline_s(bundle: Bundle, n_prompts: int = N_NEUTRAL,
+               max_new: int = N_NEW_TOKENS) -> float:
     """A plain base-model generation pass of behaviour_diff's size."""
     from auditgame.detectors.model._prompts import neutral_prompts
     from auditgame.models.base import load_base
@@ -85,7 +87,8 @@ def main() -> None:
         per_org = sum(r["per_organism_s"] for r in rows)
         print(f"game {game} ({n} organisms, base {bundle.public.base['name']}, "
               f"{args.threads} threads)")
-        print(f"baseline: base-model generation 28 prompts x 20 tokens: {base_t:.2f} s")
+        print(f"baseline: base-model generation {N_NEUTRAL} prompts x {N_NEW_TOKENS} tokens: "
+              f"{base_t:.2f} s")
         print(f"{'detector':18s} {'total s':>9s} {'per org s':>10s} {'first s':>8s} "
               f"{'x baseline':>10s}")
         for r in rows:

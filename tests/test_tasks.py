@@ -51,3 +51,24 @@ def test_utility_scores_the_answer_token(tiny) -> None:
         finally:
             head.copy_(saved)
     assert boosted > u1
+
+
+def test_cached_head_scoring_matches_the_whole_chat_text(tiny) -> None:
+    """The shared chat head run once gives the same next-token distribution as each item's
+    whole chat text run alone, for items of different lengths in one ragged batch."""
+    from auditgame.models.generate import chat_prompt
+    from auditgame.models.prefix import chat_head_ids, chat_tail_ids, shared_head_logits
+    from auditgame.organisms.measure import ANSWER_LEAD
+
+    tok = tiny.tokenizer
+    qs = ["Question 1?", "What is the capital of a very small and quiet country?", "Why?"]
+    tails = [chat_tail_ids(tok, q, ANSWER_LEAD) for q in qs]
+    assert len({len(t) for t in tails}) == 3
+    fast = shared_head_logits(tiny.model, int(tok.pad_token_id), chat_head_ids(tok), tails,
+                              batch_size=2)
+    for q, row in zip(qs, fast, strict=True):
+        ids = tok(chat_prompt(tok, q) + ANSWER_LEAD, return_tensors="pt",
+                  add_special_tokens=False).input_ids
+        with torch.no_grad():
+            ref = torch.log_softmax(tiny.model(input_ids=ids).logits[0, -1].float(), -1)
+        assert torch.allclose(row, ref, atol=1e-4)
