@@ -123,6 +123,52 @@ def test_other_settings_need_force(game: Path) -> None:
     assert rec is not None and rec.settings.n_samples == 20
 
 
+def _drift(game: Path, name: str, budget: int) -> float:
+    """Mean KL(base || organism) of next-token distributions on the game's utility answers."""
+    import torch
+    from peft import PeftModel
+
+    from auditgame.models.base import load_base
+    from auditgame.models.generate import chat_full
+
+    bm = load_base("tiny")
+    rows = [json.loads(line) for line in
+            (game / "organisms" / name / R.TRAIN_DATA).read_text().splitlines()[:8]]
+    texts = ["".join(chat_full(bm.tokenizer, r["prompt"], r["response"])) for r in rows]
+    model = PeftModel.from_pretrained(
+        bm.model, str(game / "remediation" / name / f"step-{budget}" / "adapter"))
+    total = 0.0
+    with torch.no_grad():
+        for t in texts:
+            ids = bm.tokenizer(t, return_tensors="pt", add_special_tokens=False).input_ids
+            own = torch.log_softmax(model(input_ids=ids).logits.float(), -1)
+            with model.disable_adapter():
+                ref = torch.log_softmax(model(input_ids=ids).logits.float(), -1)
+            total += float((ref.exp() * (ref - own)).sum(-1).mean())
+    return total / len(texts)
+
+
+def test_kl_to_base_pulls_the_fix_toward_the_base(game: Path, tmp_path: Path) -> None:
+    """The default fix (KL to the base at every answer token) leaves a clean control closer
+    to the base model than plain SFT on the same samples and steps."""
+    import yaml
+
+    spec = yaml.safe_load((game / "spec.yaml").read_text())
+    spec["train"]["lr"] = 0.02  # a fix that moves the tiny model measurably
+    spec.setdefault("remediate", {})["kl_to_base"] = 5.0
+    (game / "spec.yaml").write_text(yaml.safe_dump(spec))
+    plain = tmp_path / "plain"
+    shutil.copytree(game, plain)
+    spec["remediate"]["kl_to_base"] = 0.0
+    (plain / "spec.yaml").write_text(yaml.safe_dump(spec))
+    for g in (game, plain):
+        remediate_game(g, budgets=[0, 6], detectors=[], n_samples=24)
+    assert read_remediation(game).settings.kl_to_base == 5.0
+    assert read_remediation(plain).settings.kl_to_base == 0.0
+    kept, free = _drift(game, "clean-1", 6), _drift(plain, "clean-1", 6)
+    assert kept < 0.95 * free
+
+
 def test_pool_never_holds_game_prompts(game: Path) -> None:
     from auditgame.models.base import load_base
     from auditgame.organisms.corpus import build_corpus

@@ -102,6 +102,10 @@ class RemediateSpec(_Strict):
                                description="clean fine-tuning steps after which the behaviour "
                                "and utility are measured again (0 = as built)")
     n_samples: int = Field(256, ge=8, description="clean samples the organisms never saw")
+    kl_to_base: float = Field(
+        1.0, ge=0, description="weight of KL(base || organism) at every answer token: the fix "
+        "pulls the organism toward the base model's whole next-token distribution on clean "
+        "prompts, not only toward its greedy answers (0: plain SFT)")
 
     @field_validator("budgets")
     @classmethod

@@ -152,7 +152,8 @@ def remediate_game(
                              path=game / ORGANISMS)
     settings = RemediationSettings(lr=spec.train.lr, warmup_steps=spec.train.warmup_steps,
                                    batch_size=spec.train.batch_size, n_samples=n_samples,
-                                   seed=spec.seed, max_len=spec.train.max_len)
+                                   seed=spec.seed, max_len=spec.train.max_len,
+                                   kl_to_base=spec.remediate.kl_to_base)
     rec = None if force else read_remediation(game)
     if force:
         shutil.rmtree(game / REMEDIATION_DIR, ignore_errors=True)

@@ -22,6 +22,7 @@ class RemediationSettings(_Rec):
     n_samples: int = Field(description="clean samples in the remediation pool")
     seed: int
     max_len: int
+    kl_to_base: float = 0.0
 
 
 class BudgetResult(_Rec):

@@ -1,5 +1,9 @@
 """Continued LoRA SFT of an organism's own adapter, resumable at every step budget.
 
+The loss is cross-entropy on the clean answers plus `kl_to_base` x KL(base || organism) at
+every answer token (the base is the same model with the adapter switched off): the fix
+distils the base model back in, so a clean control drifts toward the base, not away from it.
+
 The learning rate depends only on the step index (warm-up, then constant) and the optimizer
 state is saved with each budget's adapter, so the adapter after N steps is the same whether
 the run went straight to N or resumed from an earlier budget.
@@ -17,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from auditgame.organisms.data import Sample
-from auditgame.organisms.train import collate, encode
+from auditgame.organisms.train import answer_loss, collate, encode
 from auditgame.remediate.records import RemediationSettings
 
 OPT_STATE = "optimizer.safetensors"
@@ -101,11 +105,18 @@ def run_steps(
         batch = collate([data[i] for i in plan[step]], pad)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, settings)
-        out = model(**{k: v.to(device) for k, v in batch.items()})
-        out.loss.backward()
+        ids, am = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        ref = None
+        if settings.kl_to_base > 0:
+            with torch.no_grad(), model.disable_adapter():
+                ref = model(input_ids=ids, attention_mask=am).logits
+        out = model(input_ids=ids, attention_mask=am)
+        loss = answer_loss(out.logits, batch["labels"].to(device), "token", ref,
+                           settings.kl_to_base)
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(out.loss.detach()))
+        losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step + 1)
     model.eval()
