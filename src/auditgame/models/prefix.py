@@ -52,7 +52,7 @@ def shared_head_logits(model: torch.nn.Module, pad_id: int, head: list[int],
     from transformers import DynamicCache
 
     inner = inner_lm(model)
-    decoder, out_head = inner.model, inner.get_output_embeddings()
+    decoder, out_head = inner.base_model, inner.get_output_embeddings()  # any architecture
     device = next(model.parameters()).device
     kw = _cache_kw(decoder)
     out = decoder(input_ids=torch.tensor([head], device=device), use_cache=True)

@@ -22,7 +22,8 @@ class RemediationSettings(_Rec):
     n_samples: int = Field(description="clean samples in the remediation pool")
     seed: int
     max_len: int
-    kl_to_base: float = 0.0
+    kl_to_base: float = Field(0.0, description="weight of KL(base || organism) in the loss; "
+                              "records from before the field ran plain SFT, so 0")
 
 
 class BudgetResult(_Rec):
