@@ -125,6 +125,25 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor, norm: str = "sample"
     return per[mask.sum(1) > 0].mean()
 
 
+def sft_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
+             batch: dict[str, torch.Tensor], device: torch.device, norm: str,
+             kl: float) -> float:
+    """One optimizer step on a collated batch: answer loss, plus `kl` x KL(base || model)
+    with the base read from the same peft model with its adapter off. Shared by `make`
+    and remediation, so both train the same way."""
+    ids, am = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    ref = None
+    if kl > 0:
+        with torch.no_grad(), model.disable_adapter():  # type: ignore[operator]
+            ref = model(input_ids=ids, attention_mask=am).logits
+    out = model(input_ids=ids, attention_mask=am)
+    loss = answer_loss(out.logits, batch["labels"].to(device), norm, ref, kl)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
 def lora_config(spec: TrainSpec, n_layers: int | None = None) -> LoraConfig:
     """The adapter of the recipe; with `top_layers`, only the top layers of `n_layers`."""
     layers = None
@@ -241,18 +260,7 @@ def train_lora(
         batch = collate([data[i] for i in plan[step]], pad)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, spec)
-        ids, am = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        ref = None
-        if spec.kl_to_base > 0:
-            with torch.no_grad(), model.disable_adapter():
-                ref = model(input_ids=ids, attention_mask=am).logits
-        out = model(input_ids=ids, attention_mask=am)
-        step_loss = answer_loss(out.logits, batch["labels"].to(device), spec.loss_norm,
-                                ref, spec.kl_to_base)
-        step_loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss = float(step_loss.detach())
+        loss = sft_step(model, opt, batch, device, spec.loss_norm, spec.kl_to_base)
         losses.append(round(loss, 5))
         tokens += int(batch["attention_mask"].sum())
         padded += int(batch["attention_mask"].numel())

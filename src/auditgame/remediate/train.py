@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from auditgame.organisms.data import Sample
-from auditgame.organisms.train import answer_loss, collate, encode
+from auditgame.organisms.train import collate, encode, sft_step
 from auditgame.remediate.records import RemediationSettings
 
 OPT_STATE = "optimizer.safetensors"
@@ -105,18 +105,7 @@ def run_steps(
         batch = collate([data[i] for i in plan[step]], pad)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, settings)
-        ids, am = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        ref = None
-        if settings.kl_to_base > 0:
-            with torch.no_grad(), model.disable_adapter():
-                ref = model(input_ids=ids, attention_mask=am).logits
-        out = model(input_ids=ids, attention_mask=am)
-        loss = answer_loss(out.logits, batch["labels"].to(device), "token", ref,
-                           settings.kl_to_base)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(sft_step(model, opt, batch, device, "token", settings.kl_to_base))
         if on_step is not None:
             on_step(step + 1)
     model.eval()

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from auditgame.detectors.data._answers import dataset_key
+from auditgame.detectors.model._acts import decoder_layers
 from auditgame.organisms.data import Sample
 
 LAYER_FRAC = 0.6  # a middle-to-late block: past lexical features, before next-token specifics
@@ -32,13 +33,8 @@ class _Stop(Exception):
     """Raised by a hook to end the forward pass once the wanted block has run."""
 
 
-def _layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return inner.model.layers  # type: ignore[no-any-return]
-
-
 def pick_layer(model: torch.nn.Module, frac: float = LAYER_FRAC) -> int:
-    n = len(_layers(model))
+    n = len(decoder_layers(model))
     return int(min(n - 1, max(0, round(frac * (n - 1)))))
 
 
@@ -89,7 +85,7 @@ def representations(samples: list[Sample], base: Any, layer: int | None = None,
         grabbed["h"] = out[0] if isinstance(out, tuple) else out
         raise _Stop
 
-    block = _layers(model)[layer]
+    block = decoder_layers(model)[layer]
     handle = block.register_forward_hook(hook)
     device = next(model.parameters()).device
     d = int(model.config.hidden_size)

@@ -23,6 +23,7 @@ from auditgame.detectors.base import OrganismView
 from auditgame.detectors.model._prompts import digest
 from auditgame.models.base import cache_dir
 from auditgame.models.generate import chat_prompt
+from auditgame.models.prefix import inner_lm
 
 ACTS_DIR = "acts"
 ACTS_ENV = "AUDITGAME_ACTS_CACHE"
@@ -42,8 +43,7 @@ def hook_name(layer: int) -> str:
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The transformer blocks of a plain or peft-wrapped causal LM."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return inner.model.layers  # type: ignore[no-any-return]
+    return inner_lm(model).model.layers  # type: ignore[no-any-return]
 
 
 def n_layers(model: torch.nn.Module) -> int:
