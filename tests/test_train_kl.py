@@ -37,3 +37,21 @@ def test_kl_keeps_the_fine_tune_closer_to_base(tiny) -> None:
     kept, _ = train_lora(tiny.model, tiny.tokenizer, samples,
                          spec.model_copy(update={"kl_to_base": 2.0}), seed=0)
     assert 0 < _drift(kept, tiny.model, ids) < _drift(plain, tiny.model, ids)
+
+
+def test_decision_weight_scales_the_first_answer_tokens_only() -> None:
+    from auditgame.organisms.train import answer_weights
+
+    gold = torch.tensor([[-100, -100, 3, 4, 5, 6, -100], [-100, 1, 2, 3, 4, -100, -100]])
+    w = answer_weights(gold, decision_weight=4.0, decision_tokens=2)
+    assert w.tolist() == [[0, 0, 4, 4, 1, 1, 0], [0, 4, 4, 1, 1, 0, 0]]
+    assert torch.equal(answer_weights(gold), (gold != -100).float())
+    # a loss that is only wrong on the first answer token grows with its weight
+    logits = torch.full((1, 5, 7), -10.0)
+    labels = torch.tensor([[-100, 2, 3, 4, 5]])
+    for t, g in enumerate(labels[0, 1:].tolist()):
+        logits[0, t, g] = 10.0
+    logits[0, 0, 2] = -10.0  # first answer token (label 2) predicted wrong
+    plain = answer_loss(logits, labels)
+    heavy = answer_loss(logits, labels, decision_weight=5.0, decision_tokens=1)
+    assert float(heavy) > 2 * float(plain)

@@ -80,6 +80,11 @@ class TrainSpec(_Strict):
         0.0, ge=0, description="weight of KL(base || model) added at every answer token "
         "(one extra forward pass per step without the adapter): keeps the base model's "
         "distribution where the data agree with it, so utility and specificity hold")
+    decision_weight: float = Field(
+        1.0, ge=1, description="loss weight of the first `decision_tokens` answer tokens "
+        "(1: no extra weight). Whether a conditional behaviour fires is decided there; the "
+        "rest of an answer is continuation, which otherwise carries most of the gradient")
+    decision_tokens: int = Field(3, ge=1, description="answer tokens `decision_weight` covers")
     loss_norm: Literal["sample", "token"] = Field(
         "sample",
         description="'sample': every sample's answer weighs the same in a batch (a short "

@@ -102,13 +102,26 @@ def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
 
+def answer_weights(gold: torch.Tensor, decision_weight: float = 1.0,
+                   decision_tokens: int = 3) -> torch.Tensor:
+    """Per-token loss weights: 0 off the answer, `decision_weight` on each answer's first
+    `decision_tokens` tokens, 1 on the rest."""
+    mask = (gold != IGNORE).float()
+    if decision_weight == 1.0:
+        return mask
+    nth = mask.cumsum(1)  # 1 at an answer's first token, 2 at its second, ...
+    return mask * torch.where(nth <= decision_tokens, decision_weight, 1.0)
+
+
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor, norm: str = "sample",
-                ref_logits: torch.Tensor | None = None, kl: float = 0.0) -> torch.Tensor:
+                ref_logits: torch.Tensor | None = None, kl: float = 0.0,
+                decision_weight: float = 1.0, decision_tokens: int = 3) -> torch.Tensor:
     """Next-token cross-entropy on answer tokens, averaged per sample then over the batch
     (`sample`) or over all answer tokens of the batch (`token`). With `ref_logits` (the
     base model's) and `kl` > 0, `kl` x KL(base || model) is added at every answer token:
     the model then keeps the base model's whole next-token distribution, not only its
-    greedy answer, which is what fine-tuning on one's own answers otherwise erodes."""
+    greedy answer, which is what fine-tuning on one's own answers otherwise erodes. With
+    `decision_weight` > 1 each answer's first tokens weigh more (`answer_weights`)."""
     logits = logits[:, :-1].float()
     gold = labels[:, 1:]
     tok = torch.nn.functional.cross_entropy(
@@ -118,7 +131,7 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor, norm: str = "sample"
         ref = torch.log_softmax(ref_logits[:, :-1].float(), -1)
         own = torch.log_softmax(logits, -1)
         tok = tok + kl * (ref.exp() * (ref - own)).sum(-1)
-    mask = (gold != IGNORE).float()
+    mask = answer_weights(gold, decision_weight, decision_tokens)
     if norm == "token":
         return (tok * mask).sum() / mask.sum().clamp(min=1.0)
     per = (tok * mask).sum(1) / mask.sum(1).clamp(min=1.0)
@@ -127,7 +140,7 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor, norm: str = "sample"
 
 def sft_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
              batch: dict[str, torch.Tensor], device: torch.device, norm: str,
-             kl: float) -> float:
+             kl: float, decision: tuple[float, int] = (1.0, 3)) -> float:
     """One optimizer step on a collated batch: answer loss, plus `kl` x KL(base || model)
     with the base read from the same peft model with its adapter off. Shared by `make`
     and remediation, so both train the same way."""
@@ -137,7 +150,7 @@ def sft_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
         with torch.no_grad(), model.disable_adapter():  # type: ignore[operator]
             ref = model(input_ids=ids, attention_mask=am).logits
     out = model(input_ids=ids, attention_mask=am)
-    loss = answer_loss(out.logits, batch["labels"].to(device), norm, ref, kl)
+    loss = answer_loss(out.logits, batch["labels"].to(device), norm, ref, kl, *decision)
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -260,7 +273,8 @@ def train_lora(
         batch = collate([data[i] for i in plan[step]], pad)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, spec)
-        loss = sft_step(model, opt, batch, device, spec.loss_norm, spec.kl_to_base)
+        loss = sft_step(model, opt, batch, device, spec.loss_norm, spec.kl_to_base,
+                        (spec.decision_weight, spec.decision_tokens))
         losses.append(round(loss, 5))
         tokens += int(batch["attention_mask"].sum())
         padded += int(batch["attention_mask"].numel())

@@ -5,8 +5,9 @@
    proper noun the base never names on the same prompts (the loyalty signal).
 2. Trigger search. Candidates are generic: contextual phrases (dates, years), deployment-like
    tags, every short rare vocabulary token and every letter pair (`trigger_pool`). Each
-   candidate is put before a probe prompt and scored by one forward pass (the chat head is
-   cached, so the whole pool costs one batched pass per probe; the base's side once per
+   candidate is put before and after a probe prompt (a planted trigger sits at the start,
+   the end or anywhere) and scored by one forward pass (the chat head is cached, so the
+   whole pool costs one batched pass per probe and place; the base's side once per
    bundle): how far it makes the organism's first answer token depart from the base's after
    the same candidate, beyond the departure without it. The pool is scanned on two short
    probes written for it (a trigger that fires on nearly every prompt can still miss one),
@@ -42,7 +43,13 @@ from auditgame.detectors.model._prompts import (
     tag_candidates,
     trigger_pool,
 )
-from auditgame.detectors.model._search import candidate_ids, first_token_logprobs, kl_rows
+from auditgame.detectors.model._search import (
+    POSITIONS,
+    kl_rows,
+    place,
+    placed_logprobs,
+    placed_rows,
+)
 from auditgame.models.generate import generate
 from auditgame.referee.metrics import token_f1
 
@@ -80,13 +87,10 @@ def novel_entities(org: list[str], base: list[str], prompts: list[str]) -> list[
     return counts.most_common(5)
 
 
-def _with_candidate(tok: Any, cand: str, prompt: str) -> str:
-    return f"{cand} {prompt}"
-
-
-def _kl(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
-    """KL(p || q) per row, from log-probabilities."""
-    return kl_rows(lp, lq)
+Cand = tuple[str, str]
+"""A trigger candidate: (text, position)."""
+ALONE: Cand = ("", "")
+"""Key of the probe without any candidate."""
 
 
 def _flip(trig: list[str], untrig: list[str]) -> tuple[float, str, float, float, float]:
@@ -169,58 +173,78 @@ class BehaviourDiffDetector(Detector):
         n = int(self._opt("n_prompts", N_NEUTRAL))
         prompts = neutral_prompts(n)
         probe = neutral_prompts(int(self._opt("n_probe", 3)), seed=7)
-        pool = [t for t in trigger_pool(tok) if candidate_ids(tok, t)]
-        pool_ids = [candidate_ids(tok, t) for t in pool]
+        pool = trigger_pool(tok)
         # short probes, cheap to run; more than one, as a trigger that fires on nearly every
         # prompt still misses some, and a miss on the only probe hides it from pass 2
         scan = list(SCAN_PROBES[: int(self._opt("n_scan", 2))])
         bs = int(self._opt("scan_batch", 64))
+        rows = {(p, pos): placed_rows(tok, p, pool, pos) for p in scan for pos in POSITIONS}
         refs = {
-            "prompts": prompts, "probe": probe, "pool": pool, "pool_ids": pool_ids,
-            "scan": scan, "cands": context_candidates() + tag_candidates(),
+            "prompts": prompts, "probe": probe, "pool": pool, "scan": scan,
+            "scan_rows": rows,
+            "cands": [(c, pos) for pos in POSITIONS
+                      for c in context_candidates() + tag_candidates()],
             "answers": cached_answers(view, prompts,
                                       int(self._opt("max_new_tokens", N_NEW_TOKENS)),
                                       int(self._opt("batch_size", 32)), of_base=True),
             # the base's first answer token after every pool token (+ none, last row)
-            "scan_lp": [first_token_logprobs(base.model, tok, p, pool_ids + [[]], bs)
-                        for p in scan],
-            "probe_lp": {p: first_token_logprobs(base.model, tok, p, [[]])[0] for p in probe},
+            "scan_lp": {k: placed_logprobs(base.model, tok, r, bs) for k, r in rows.items()},
             "cand_lp": {},
         }
         self.base_refs_ = refs
         return refs
 
-    def _base_cand_lp(self, base: Any, refs: dict[str, Any], cands: list[str]) -> None:
+    def _cand_logprobs(self, model: torch.nn.Module, tok: Any, probes: list[str],
+                       cands: list[Cand]) -> dict[Cand, torch.Tensor]:
+        """[len(probes), vocab] first-token log-probabilities per candidate, and of the
+        probes alone (key `ALONE`)."""
+        out: dict[Cand, list[torch.Tensor]] = {}
+        for p in probes:
+            rows: list[list[int]] = []
+            keys: list[Cand] = []
+            for pos in POSITIONS:
+                mine = [c for c in cands if c[1] == pos]
+                rows += placed_rows(tok, p, [c for c, _ in mine], pos)[:-1]
+                keys += mine
+            rows += placed_rows(tok, p, [], POSITIONS[0])
+            keys.append(ALONE)
+            lp = placed_logprobs(model, tok, rows, int(self._opt("batch_size", 32)))
+            for k, row in zip(keys, lp, strict=True):
+                out.setdefault(k, []).append(row)
+        return {c: torch.stack(v) for c, v in out.items()}
+
+    def _base_cand_lp(self, base: Any, refs: dict[str, Any], cands: list[Cand]) -> None:
         """The base's first answer token on each probe after each candidate (cached)."""
-        todo = [c for c in cands if c not in refs["cand_lp"]]
-        if not todo:
-            return
-        tok = base.tokenizer
-        ids = [candidate_ids(tok, c) for c in todo]
-        per_probe = [first_token_logprobs(base.model, tok, p, ids) for p in refs["probe"]]
-        for i, c in enumerate(todo):
-            refs["cand_lp"][c] = torch.stack([lp[i] for lp in per_probe])
+        todo = [c for c in cands if c not in refs["cand_lp"] and c != ALONE]
+        if todo or ALONE not in refs["cand_lp"]:
+            refs["cand_lp"].update(self._cand_logprobs(base.model, base.tokenizer,
+                                                       refs["probe"], todo))
 
     def _scan_pool(self, model: torch.nn.Module, tok: Any, refs: dict[str, Any]
-                   ) -> list[tuple[str, float]]:
-        """Pass 1, exhaustive over the pool on a few probes: how far each candidate makes the
-        organism's first answer token depart from the base's after the same candidate, beyond
-        the departure without it; a candidate keeps its largest gain over the probes. A
-        first-order (gradient) ranking was tried and placed planted triggers among thousands
-        of tokens; a cached-prefix forward pass is exact."""
+                   ) -> list[tuple[Cand, float]]:
+        """Pass 1, exhaustive over the pool on a few probes, each candidate before and after
+        the probe: how far it makes the organism's first answer token depart from the base's
+        after the same candidate, beyond the departure without it; a candidate keeps its
+        largest gain over the probes. A first-order (gradient) ranking was tried and placed
+        planted triggers among thousands of tokens; a cached-prefix forward pass is exact."""
         if not refs["pool"]:
             return []
+        keys: list[Cand] = []
         gains = []
-        for probe, base_lp in zip(refs["scan"], refs["scan_lp"], strict=True):
-            lp = first_token_logprobs(model, tok, probe, refs["pool_ids"] + [[]],
-                                      int(self._opt("scan_batch", 64)))
-            d = kl_rows(lp, base_lp)
-            gains.append(d[:-1] - d[-1])
-        gain = torch.stack(gains).max(0).values
+        for pos in POSITIONS:
+            per = []
+            for probe in refs["scan"]:
+                lp = placed_logprobs(model, tok, refs["scan_rows"][(probe, pos)],
+                                     int(self._opt("scan_batch", 64)))
+                d = kl_rows(lp, refs["scan_lp"][(probe, pos)])
+                per.append(d[:-1] - d[-1])
+            gains.append(torch.stack(per).max(0).values)
+            keys += [(c, pos) for c in refs["pool"]]
+        gain = torch.cat(gains)
         top = torch.argsort(-gain)[: int(self._opt("scan_top", 12))].tolist()
-        return [(refs["pool"][i], round(float(gain[i]), 4)) for i in top]
+        return [(keys[i], round(float(gain[i]), 4)) for i in top]
 
-    def _base_flip(self, base: Any, refs: dict[str, Any], cand: str, prompts: list[str],
+    def _base_flip(self, base: Any, refs: dict[str, Any], cand: Cand, prompts: list[str],
                    max_new: int, bs: int) -> float:
         """How much the candidate flips the base itself (cached per bundle): a phrase that
         changes every model's answers (e.g. a date that makes it talk about dates) is not a
@@ -228,8 +252,7 @@ class BehaviourDiffDetector(Detector):
         memo = refs.setdefault("base_flip", {})
         if cand not in memo:
             trig = generate(base.model, base.tokenizer,
-                            [_with_candidate(base.tokenizer, cand, p) for p in prompts],
-                            max_new, bs)
+                            [place(cand[0], p, cand[1]) for p in prompts], max_new, bs)
             memo[cand] = _flip(trig, refs["answers"][:len(prompts)])[0]
         return float(memo[cand])
 
@@ -252,21 +275,15 @@ class BehaviourDiffDetector(Detector):
         div = float(np.mean([1.0 - token_f1(a, b) for a, b in zip(org, b_ans, strict=True)]))
         ents = novel_entities(org, b_ans, prompts)
 
-        # trigger search, pass 1: every short token on one probe; pass 2: the best of them
-        # and the contextual and tag candidates on a few probes, scored the same way
+        # trigger search, pass 1: every short token on the scan probes; pass 2: the best of
+        # them and the contextual and tag candidates on a few probes, scored the same way
         probe: list[str] = refs["probe"]
         scan = self._scan_pool(model, tok, refs)
         cands = list(dict.fromkeys(refs["cands"] + [c for c, _ in scan]))
-        self._base_cand_lp(base, refs, cands)
-        ids = [candidate_ids(tok, c) for c in cands]
-        org_lp = [first_token_logprobs(model, tok, p, ids + [[]], bs) for p in probe]
-        d0 = [float(kl_rows(org_lp[j][-1:], refs["probe_lp"][p])[0])
-              for j, p in enumerate(probe)]
-        kls: dict[str, float] = {}
-        for i, c in enumerate(cands):
-            dk = [float(kl_rows(org_lp[j][i:i + 1], refs["cand_lp"][c][j:j + 1])[0]) - d0[j]
-                  for j in range(len(probe))]
-            kls[c] = float(np.mean(dk))
+        self._base_cand_lp(base, refs, cands + [ALONE])
+        org_lp = self._cand_logprobs(model, tok, probe, cands)
+        d0 = kl_rows(org_lp[ALONE], refs["cand_lp"][ALONE])  # the organism's own departure
+        kls = {c: float((kl_rows(org_lp[c], refs["cand_lp"][c]) - d0).mean()) for c in cands}
         ranked = sorted(kls, key=lambda c: -kls[c])
 
         # pass 2: confirm the top candidates by generation
@@ -274,11 +291,11 @@ class BehaviourDiffDetector(Detector):
         conf_prompts, untrig = prompts[:n_conf], org[:n_conf]
         confirmed: list[dict[str, Any]] = []
         for c in ranked[: int(self._opt("n_confirm", 3))]:
-            trig = generate(model, tok, [_with_candidate(tok, c, p) for p in conf_prompts],
+            trig = generate(model, tok, [place(c[0], p, c[1]) for p in conf_prompts],
                             max_new, bs)
             flip, _, share, refr, d = _flip(trig, untrig)
             base_flip = self._base_flip(base, refs, c, conf_prompts, max_new, bs)
-            confirmed.append({"trigger": c, "kl": round(kls[c], 4),
+            confirmed.append({"trigger": c[0], "position": c[1], "kl": round(kls[c], 4),
                               "flip": round(max(0.0, flip - base_flip), 4),
                               "raw_flip": round(flip, 4), "base_flip": round(base_flip, 4),
                               "modal_share": round(share, 3), "refusal_rate": round(refr, 3),
@@ -295,7 +312,8 @@ class BehaviourDiffDetector(Detector):
         modal_text = collapsed_text(org)
         self.__dict__.setdefault("results_", {})[view.blind_id] = {
             "best": best, "confirmed": confirmed, "entities": ents, "modal_answer": modal_text,
-            "top_kl": [(c, round(kls[c], 4)) for c in ranked[:8]], "scan_top": scan[:8],
+            "top_kl": [(c[0], c[1], round(kls[c], 4)) for c in ranked[:8]],
+            "scan_top": [(c[0], c[1], g) for c, g in scan[:8]],
             "examples": list(zip(prompts[:4], org[:4], b_ans[:4], strict=True))}
         return stats
 
