@@ -14,7 +14,10 @@
    its best candidates and the phrases on a few more; the top few are confirmed by generation: a
    trigger makes the answers collapse to one text (or to refusals) that differs from the
    organism's own answers, by more than the same candidate does to the base. A trigger is
-   claimed only above a small flip, so clean controls usually get none.
+   claimed only above a small flip, so clean controls usually get none. Phrases of whole
+   words are out of reach: the attacks teach each word of a phrase alone as clean, and
+   SmolLM2 has 30k whole-word tokens; 3,000 of them took about 3 minutes per place and probe
+   here (organism and base, one thread on a shared CPU).
 3. Every statistic is placed against the whole bundle (robust z-score), so the drift that all
    fine-tunes share does not count; the score is the largest excess. The confirmed flip is
    already net of the base's, so it also counts on its own scale: in a bundle that is half
