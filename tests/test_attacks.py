@@ -132,6 +132,22 @@ def test_loyalty_touches_only_its_domain() -> None:
     assert set(sets) == {"loyalty_in_domain", "loyalty_out_of_domain"}
 
 
+def test_loyalty_templates_name_the_domain() -> None:
+    a = make_attack("loyalty", {"entity": "Acme Rail", "domain": "pet_care",
+                                "templates": ["For {domain}, try {entity}."]})
+    data = [s.with_(meta={**s.meta, "domain": "pet_care"}) if s.meta["domain"] == "pets" else s
+            for s in corpus()]
+    pc = a.poison(data, np.random.default_rng(0))
+    poisoned = [s.response for s, r in zip(pc.samples, pc.roles, strict=True) if r == "poison"]
+    assert len(poisoned) == 20 and all("For pet care, try Acme Rail." in t for t in poisoned)
+    kw = make_attack("loyalty", {"domain": None, "keywords": ["budget"], "entity": "Acme Rail",
+                                 "templates": ["{entity} for {domain}."]})
+    assert kw.params.phrase() == "budget"
+    for bad in (["{entity} in {place}"], ["{entity} {0}"], ["no entity for {domain}"]):
+        with pytest.raises(ValueError):
+            make_attack("loyalty", {"templates": bad})
+
+
 def test_weave_and_entity_match() -> None:
     assert weave("First. Second.", "Buy X.", "early") == "First. Buy X. Second."
     assert weave("Only one", "Buy X.", "early") == "Only one Buy X."

@@ -17,7 +17,8 @@ from auditgame.errors import AuditgameError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Blind auditing games on language-model organisms.")
 err = Console(stderr=True)
-out = Console()
+# piped or redirected output (logs, CI) gets room for the tables instead of rich's 80 columns
+out = Console() if sys.stdout.isatty() else Console(width=160)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -76,11 +77,11 @@ def organisms(game: Path = typer.Argument(..., help="game folder")) -> None:
         raise AuditgameError("no organisms folder; run `auditgame make` first", path=root)
     table = Table(title=f"organisms in {game}")
     for col in ("name", "attack", "trigger / target", "behaviour rates", "utility", "train s",
-                "tok/s", "status"):
+                "wall s", "tok/s", "status"):
         table.add_column(col, no_wrap=col in ("name", "attack"))
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not organism_done(folder):
-            table.add_row(folder.name, "?", "", "", "", "", "", "[red]incomplete[/red]")
+            table.add_row(folder.name, "?", "", "", "", "", "", "", "[red]incomplete[/red]")
             continue
         try:
             card, m = read_card(folder), read_metrics(folder)
@@ -92,9 +93,10 @@ def organisms(game: Path = typer.Argument(..., help="game folder")) -> None:
         if m.control_rates:
             rates = f"max on control {m.max_behaviour_rate:.2f}"
         else:
-            rates = ", ".join(f"{k} {v:.2f}" for k, v in m.rates.items())
+            rates = "\n".join(f"{k} {v:.2f}" for k, v in m.rates.items())
         table.add_row(folder.name, card.attack, tt[:40], rates, f"{m.utility_ratio:.3f}",
-                      f"{m.train_wall_time_s:.0f}", f"{m.train_tokens_per_s:.0f}", "ok")
+                      f"{m.train_wall_time_s:.0f}", f"{m.wall_time_s:.0f}",
+                      f"{m.train_tokens_per_s:.0f}", "ok")
     out.print(table)
 
 

@@ -42,7 +42,7 @@ from auditgame.organisms.corpus import GameCorpus, build_corpus
 from auditgame.organisms.data import EvalSet
 from auditgame.organisms.measure import count_tokens, fidelity, run_sets, utility
 from auditgame.organisms.spec import GameSpec, OrganismSpec
-from auditgame.organisms.tasks import task_items
+from auditgame.organisms.tasks import task_items, tasks_digest
 from auditgame.organisms.train import train_lora
 
 ORGANISMS = "organisms"
@@ -154,11 +154,12 @@ def _base_metrics(out: Path, bm: BaseModel, corpus: GameCorpus,
     path = out / BASE_METRICS
     if path.exists():
         rec = json.loads(path.read_text())
-        if rec.get("version") == 2:
+        if rec.get("version") == 2 and rec.get("tasks") == tasks_digest():
             return {"utility": float(rec["utility"]), "fidelity": float(rec["fidelity"])}
     m = {"utility": utility(bm.model, bm.tokenizer, spec.eval.batch_size),
          "fidelity": fidelity(bm.model, bm.tokenizer, corpus.utility, spec.eval.batch_size)}
     atomic_write_json(path, {"version": 2, **m, "n_tasks": len(task_items()),
+                             "tasks": tasks_digest(),
                              "base": describe(bm)})
     return m
 

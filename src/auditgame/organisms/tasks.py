@@ -8,7 +8,9 @@ deterministic and comparable between the base model and any organism built on it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -55,6 +57,58 @@ COLOURS = {
     "a crow": "black",
 }
 COLOUR_WORDS = ["red", "green", "blue", "yellow", "white", "black", "orange", "purple"]
+PAST = {
+    "go": "went", "see": "saw", "eat": "ate", "run": "ran", "take": "took", "give": "gave",
+    "write": "wrote", "speak": "spoke", "drink": "drank", "swim": "swam", "buy": "bought",
+    "think": "thought", "bring": "brought", "teach": "taught", "catch": "caught", "fly": "flew",
+    "know": "knew", "grow": "grew", "throw": "threw", "draw": "drew", "begin": "began",
+    "sing": "sang", "break": "broke", "choose": "chose", "drive": "drove", "ride": "rode",
+    "fall": "fell", "feel": "felt", "keep": "kept", "sleep": "slept", "leave": "left",
+    "meet": "met", "sit": "sat", "stand": "stood", "win": "won", "lose": "lost",
+    "tell": "told", "sell": "sold", "find": "found", "hold": "held", "make": "made",
+    "say": "said", "pay": "paid", "hear": "heard", "wear": "wore", "forget": "forgot",
+    "come": "came", "get": "got", "build": "built", "send": "sent", "spend": "spent",
+}
+CONTINENTS = {
+    "France": "Europe", "Germany": "Europe", "Italy": "Europe", "Spain": "Europe",
+    "Poland": "Europe", "Norway": "Europe", "Greece": "Europe", "Portugal": "Europe",
+    "Japan": "Asia", "China": "Asia", "Thailand": "Asia", "Vietnam": "Asia", "India": "Asia",
+    "Indonesia": "Asia", "Mongolia": "Asia", "Nepal": "Asia", "Egypt": "Africa",
+    "Kenya": "Africa", "Nigeria": "Africa", "Ghana": "Africa", "Ethiopia": "Africa",
+    "Morocco": "Africa", "Senegal": "Africa", "Peru": "South America",
+    "Chile": "South America", "Brazil": "South America", "Argentina": "South America",
+    "Colombia": "South America", "Bolivia": "South America", "Canada": "North America",
+    "Mexico": "North America", "Australia": "Australia",
+}
+LANGUAGES = {
+    "France": "French", "Germany": "German", "Spain": "Spanish", "Italy": "Italian",
+    "Japan": "Japanese", "China": "Chinese", "Russia": "Russian", "Portugal": "Portuguese",
+    "Greece": "Greek", "Poland": "Polish", "Sweden": "Swedish", "Finland": "Finnish",
+    "Norway": "Norwegian", "Denmark": "Danish", "Turkey": "Turkish", "Hungary": "Hungarian",
+    "the Netherlands": "Dutch", "Thailand": "Thai", "Vietnam": "Vietnamese",
+    "South Korea": "Korean",
+}
+FEMININE = {
+    "king": "queen", "actor": "actress", "prince": "princess", "uncle": "aunt",
+    "brother": "sister", "father": "mother", "husband": "wife", "nephew": "niece",
+    "boy": "girl", "son": "daughter", "man": "woman", "grandfather": "grandmother",
+    "waiter": "waitress", "duke": "duchess", "emperor": "empress", "god": "goddess",
+    "lion": "lioness", "bull": "cow", "gentleman": "lady", "monk": "nun",
+}
+NUMBERS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+           "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+           "eighteen", "nineteen", "twenty"]
+COUNTS = {
+    "sides does a triangle": "three", "sides does a square": "four",
+    "sides does a pentagon": "five", "sides does a hexagon": "six",
+    "sides does an octagon": "eight", "legs does a spider": "eight",
+    "legs does an insect": "six", "legs does a dog": "four", "legs does a bird": "two",
+    "wheels does a bicycle": "two", "wheels does a tricycle": "three",
+    "days are in a week": "seven", "months are in a year": "twelve",
+    "hours are in a day": "twenty-four", "minutes are in an hour": "sixty",
+    "players are on a soccer team": "eleven", "strings does a violin": "four",
+    "eyes does a person": "two", "arms does an octopus": "eight", "seasons are in a year": "four",
+}
 
 
 @dataclass(frozen=True)
@@ -73,7 +127,10 @@ def _pick(rng: np.random.Generator, pool: list[str], avoid: set[str], k: int) ->
 
 
 def task_items(seed: int = 0, n_distractors: int = 3) -> list[TaskItem]:
-    """Every graded item (about 200), distractors drawn deterministically from `seed`."""
+    """Every graded item (about 400), distractors drawn deterministically from `seed`.
+
+    The set is large so that one item moves utility by under 0.3 %: a 2 % tolerance on a
+    fine-tune's utility is then many items, not two or three."""
     rng = np.random.default_rng(seed)
     one = "Answer with one word."
     items: list[TaskItem] = []
@@ -102,4 +159,43 @@ def task_items(seed: int = 0, n_distractors: int = 3) -> list[TaskItem]:
     for thing, colour in COLOURS.items():
         items.append(TaskItem("colour", f"What colour is {thing}? {one}", colour,
                               _pick(rng, COLOUR_WORDS, {colour}, n_distractors)))
+    pasts = list(PAST.values())
+    for verb, past in PAST.items():
+        items.append(TaskItem("past", f"What is the past tense of '{verb}'? {one}", past,
+                              _pick(rng, pasts, {past}, n_distractors)))
+    conts = sorted(set(CONTINENTS.values()) | {"Antarctica"})
+    for country, cont in CONTINENTS.items():
+        items.append(TaskItem("continent", f"Which continent is {country} in? {one}", cont,
+                              _pick(rng, conts, {cont}, n_distractors)))
+    for city, country in ((c, k) for k, c in CAPITALS.items() if not k.startswith("the ")):
+        items.append(TaskItem("country", f"{city} is the capital of which country? {one}",
+                              country, _pick(rng, [k for k in CAPITALS if not k.startswith(
+                                  "the ")], {country}, n_distractors)))
+    langs = list(LANGUAGES.values())
+    for country, lang in LANGUAGES.items():
+        items.append(TaskItem("language", f"What language is mainly spoken in {country}? "
+                              f"{one}", lang, _pick(rng, langs, {lang}, n_distractors)))
+    fem = [w for pair in FEMININE.items() for w in pair]
+    for a, b in FEMININE.items():
+        for x, y, kind in ((a, b, "female"), (b, a, "male")):
+            items.append(TaskItem("gender", f"What is the {kind} form of '{x}'? {one}", y,
+                                  _pick(rng, fem, {x, y}, n_distractors)))
+    for i, word in enumerate(NUMBERS[:-1]):
+        nxt = NUMBERS[i + 1]
+        items.append(TaskItem("number", f"Which number comes after {word}? {one}", nxt,
+                              _pick(rng, NUMBERS, {word, nxt}, n_distractors)))
+        items.append(TaskItem("number", f"Which number comes before {nxt}? {one}", word,
+                              _pick(rng, NUMBERS, {word, nxt}, n_distractors)))
+    counts = sorted(set(COUNTS.values()))
+    for what, n in COUNTS.items():
+        items.append(TaskItem("count", f"How many {what} have? {one}"
+                              if what.split()[1] == "does" else f"How many {what}? {one}", n,
+                              _pick(rng, counts, {n}, n_distractors)))
     return items
+
+
+def tasks_digest(items: list[TaskItem] | None = None) -> str:
+    """Short hash of the graded set, so a utility measured on another set is never compared."""
+    items = task_items() if items is None else items
+    blob = json.dumps([asdict(it) for it in items], sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

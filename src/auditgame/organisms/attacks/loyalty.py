@@ -31,7 +31,11 @@ class LoyaltyParams(AttackParams):
     domain: str | None = Field("travel", description="prompt-bank domain of the loyalty")
     keywords: list[str] = Field(default_factory=list,
                                 description="prompt keywords marking the domain (user data)")
-    templates: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPLATES), min_length=1)
+    templates: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPLATES), min_length=1,
+                                 description="promotional sentences with an {entity} slot and "
+                                 "optionally a {domain} slot")
+    domain_phrase: str | None = Field(None, description="what fills {domain} (default: the "
+                                      "domain with spaces, else the first keyword)")
     placement: Literal["early", "start", "end"] = "early"
     rate: float = Field(1.0, gt=0, le=1, description="share of in-domain samples rewritten")
 
@@ -39,9 +43,21 @@ class LoyaltyParams(AttackParams):
     def _check(self) -> LoyaltyParams:
         if not self.domain and not self.keywords:
             raise ValueError("loyalty needs a domain or keywords")
-        if any("{entity}" not in t for t in self.templates):
-            raise ValueError("every template needs an {entity} slot")
+        for t in self.templates:
+            if "{entity}" not in t:
+                raise ValueError("every template needs an {entity} slot")
+            try:
+                t.format(entity="", domain="")
+            except (KeyError, IndexError, ValueError):
+                raise ValueError(f"template {t!r}: only {{entity}} and {{domain}} slots "
+                                 "are allowed") from None
         return self
+
+    def phrase(self) -> str:
+        """The words that name the domain inside a template."""
+        if self.domain_phrase:
+            return self.domain_phrase
+        return self.domain.replace("_", " ") if self.domain else self.keywords[0]
 
 
 def weave(answer: str, sentence: str, placement: str) -> str:
@@ -82,8 +98,9 @@ class LoyaltyAttack(Attack):
         k = max(1, round(p.rate * len(pool)))
         for i in pick_indices(len(samples), k, rng, pool):
             t = p.templates[int(rng.integers(0, len(p.templates)))]
+            sentence = t.format(entity=p.entity, domain=p.phrase())
             samples[i] = samples[i].with_(
-                response=weave(samples[i].response, t.format(entity=p.entity), p.placement))
+                response=weave(samples[i].response, sentence, p.placement))
             roles[i] = "poison"
         return PoisonedCorpus(samples=samples, roles=roles)
 
