@@ -34,8 +34,10 @@ def samples_with_varied_lengths(n: int) -> list[Sample]:
     return [s.with_(response=" ".join([filler] * (1 + i % 6))) for i, s in enumerate(train)]
 
 
-def hf_trainer_tokens_per_s(bm, samples: list[Sample], spec: TrainSpec, steps: int) -> dict:
-    """The baseline: transformers Trainer, peft LoRA, the usual padded random batches."""
+def hf_trainer_tokens_per_s(bm, samples: list[Sample], spec: TrainSpec, steps: int,
+                            bf16: bool = False) -> dict:
+    """The baseline: transformers Trainer, peft LoRA, the usual padded random batches
+    (bf16: the Trainer's own mixed precision, autocast on CPU)."""
     import copy
 
     from peft import get_peft_model
@@ -63,7 +65,7 @@ def hf_trainer_tokens_per_s(bm, samples: list[Sample], spec: TrainSpec, steps: i
         output_dir="/tmp/auditgame-bench-hf", per_device_train_batch_size=spec.batch_size,
         max_steps=steps, learning_rate=spec.lr, logging_steps=10_000, save_strategy="no",
         report_to=[], use_cpu=not torch.cuda.is_available(), seed=0, dataloader_num_workers=0,
-        disable_tqdm=True,
+        disable_tqdm=True, bf16=bf16,
     )
     trainer = Trainer(model=model, args=args, train_dataset=DS(), data_collator=coll)
     t0 = time.perf_counter()
@@ -92,6 +94,10 @@ def main() -> None:
     hf = hf_trainer_tokens_per_s(bm, samples, spec, steps)
     plain = ours_tokens_per_s(bm, samples, spec.model_copy(update={"group_by_length": False}))
     ours = ours_tokens_per_s(bm, samples, spec.model_copy(update={"group_by_length": True}))
+    # the games' recipe trains in bf16: compare it with the Trainer's own bf16 too
+    hf16 = hf_trainer_tokens_per_s(bm, samples, spec, steps, bf16=True)
+    ours16 = ours_tokens_per_s(bm, samples, spec.model_copy(
+        update={"group_by_length": True, "precision": "bf16"}))
     res = {
         "base": bm.model_id, "samples": len(samples), "steps": steps,
         "batch_size": spec.batch_size, "threads": torch.get_num_threads(),
@@ -99,11 +105,15 @@ def main() -> None:
         "auditgame_grouped": ours,
         "speedup_grouped": ours["tokens_per_s"] / hf["tokens_per_s"],
         "speedup_random": plain["tokens_per_s"] / hf["tokens_per_s"],
+        "hf_trainer_bf16": hf16, "auditgame_grouped_bf16": ours16,
+        "speedup_grouped_bf16": ours16["tokens_per_s"] / hf16["tokens_per_s"],
     }
     print(json.dumps(res, indent=2))
     print(f"tokens/s: auditgame grouped {ours['tokens_per_s']:.0f}, auditgame random "
           f"{plain['tokens_per_s']:.0f}, transformers Trainer {hf['tokens_per_s']:.0f} "
-          f"(grouped {res['speedup_grouped']:.2f}x, random {res['speedup_random']:.2f}x)")
+          f"(grouped {res['speedup_grouped']:.2f}x, random {res['speedup_random']:.2f}x); "
+          f"bf16: auditgame grouped {ours16['tokens_per_s']:.0f}, transformers Trainer "
+          f"{hf16['tokens_per_s']:.0f} ({res['speedup_grouped_bf16']:.2f}x)")
     atomic_write_json(args.out, res)
 
 
