@@ -96,3 +96,18 @@ def test_organisms_table(game: Path) -> None:
     assert r.exit_code == 0 and "backdoor-1" in r.output and "clean-1" in r.output
     r = runner.invoke(app, ["organisms", str(game / "nope")])
     assert r.exit_code == 2
+
+
+def test_game_measured_on_another_graded_set_is_refused(game: Path, tmp_path: Path) -> None:
+    """Utility ratios in one game come from one graded task set: adding organisms measured
+    on a changed set to a game built on the old one is refused (one line, exit 2)."""
+    old = tmp_path / "old"
+    shutil.copytree(game, old)
+    spec_path = old / "spec.yaml"
+    spec_path.write_text(TINY_SPEC.read_text())
+    rec = json.loads((old / "base_metrics.json").read_text())
+    (old / "base_metrics.json").write_text(json.dumps({**rec, "tasks": "0" * 16}))
+    shutil.rmtree(old / ORGANISMS / "clean-1")
+    r = runner.invoke(app, ["make", str(spec_path), "--out", str(old)])
+    assert r.exit_code == 2 and "base_metrics.json: tasks" in r.output
+    assert not (old / ORGANISMS / "clean-1").exists()

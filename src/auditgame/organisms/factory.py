@@ -112,6 +112,7 @@ def make_game(
     if not todo:
         console.print(f"all {len(spec.organisms)} organisms already built in {out}")
         return []
+    check_task_set(out)
     t_load = time.perf_counter()
     bm = base or load_base(spec.base, spec.dtype)
     load_s = time.perf_counter() - t_load
@@ -146,6 +147,23 @@ def make_game(
             console.print(f"built {p.org.name} in {time.perf_counter() - t0 + load_s:.0f} s")
             load_s = 0.0
     return built
+
+
+def check_task_set(game: Path) -> None:
+    """Utility ratios in one game must come from one graded set: a game whose organisms were
+    measured on another set cannot take new organisms or remediation measured on this one."""
+    path = game / BASE_METRICS
+    if not path.exists():
+        return
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise AuditgameError("unreadable base metrics", path=path) from None
+    if rec.get("version") == 2 and rec.get("tasks") == tasks_digest():
+        return
+    if any(organism_done(d) for d in (game / ORGANISMS).glob("*")):
+        raise AuditgameError("this game's utilities were measured on another set of graded "
+                             "tasks; build it again in a new folder", path=path, field="tasks")
 
 
 def _base_metrics(out: Path, bm: BaseModel, corpus: GameCorpus,

@@ -28,6 +28,7 @@ from auditgame.organisms.factory import (
     GAME_SPEC,
     ORGANISMS,
     Planned,
+    check_task_set,
     organism_done,
     plan,
     progress_bar,
@@ -36,7 +37,6 @@ from auditgame.organisms.factory import (
 )
 from auditgame.organisms.measure import run_sets, utility
 from auditgame.organisms.spec import GameSpec, parse_spec
-from auditgame.organisms.tasks import tasks_digest
 from auditgame.remediate.data import clean_pool
 from auditgame.remediate.reaudit import AdapterPool, audit_pool, cheap_detectors, neutral_id
 from auditgame.remediate.records import (
@@ -210,11 +210,8 @@ def _base_utility(game: Path, bm: BaseModel) -> float:
     path = game / BASE_METRICS
     if not path.exists():
         raise AuditgameError("no base metrics; run `auditgame make` first", path=path)
-    rec = json.loads(path.read_text())
-    if rec.get("version") == 2 and rec.get("tasks") == tasks_digest():
-        return float(rec["utility"])
-    # measured on another graded set: the ratio needs the base on the set used now
-    return utility(bm.model, bm.tokenizer)
+    check_task_set(game)
+    return float(json.loads(path.read_text())["utility"])
 
 
 def _save(game: Path, rec: Remediation) -> None:
