@@ -211,7 +211,11 @@ def _base_utility(game: Path, bm: BaseModel) -> float:
     if not path.exists():
         raise AuditgameError("no base metrics; run `auditgame make` first", path=path)
     check_task_set(game)
-    return float(json.loads(path.read_text())["utility"])
+    util = json.loads(path.read_text()).get("utility")
+    if not isinstance(util, int | float):
+        raise AuditgameError("no base utility; run `auditgame make` again", path=path,
+                             field="utility")
+    return float(util)
 
 
 def _save(game: Path, rec: Remediation) -> None:
