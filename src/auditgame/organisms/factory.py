@@ -149,21 +149,27 @@ def make_game(
     return built
 
 
-def check_task_set(game: Path) -> None:
+def _on_current_tasks(rec: dict[str, Any]) -> bool:
+    """Were these base metrics measured on the graded set this code scores?"""
+    return rec.get("version") == 2 and rec.get("tasks") == tasks_digest()
+
+
+def check_task_set(game: Path) -> dict[str, Any] | None:
     """Utility ratios in one game must come from one graded set: a game whose organisms were
-    measured on another set cannot take new organisms or remediation measured on this one."""
+    measured on another set cannot take new organisms or remediation measured on this one.
+    Returns the game's base metrics (None before the first build)."""
     path = game / BASE_METRICS
     if not path.exists():
-        return
+        return None
     try:
         rec = json.loads(path.read_text())
     except (OSError, ValueError):
         raise AuditgameError("unreadable base metrics", path=path) from None
-    if rec.get("version") == 2 and rec.get("tasks") == tasks_digest():
-        return
-    if any(organism_done(d) for d in (game / ORGANISMS).glob("*")):
+    if not _on_current_tasks(rec) and any(organism_done(d)
+                                          for d in (game / ORGANISMS).glob("*")):
         raise AuditgameError("this game's utilities were measured on another set of graded "
                              "tasks; build it again in a new folder", path=path, field="tasks")
+    return rec
 
 
 def _base_metrics(out: Path, bm: BaseModel, corpus: GameCorpus,
@@ -172,7 +178,7 @@ def _base_metrics(out: Path, bm: BaseModel, corpus: GameCorpus,
     path = out / BASE_METRICS
     if path.exists():
         rec = json.loads(path.read_text())
-        if rec.get("version") == 2 and rec.get("tasks") == tasks_digest():
+        if _on_current_tasks(rec):
             return {"utility": float(rec["utility"]), "fidelity": float(rec["fidelity"])}
     m = {"utility": utility(bm.model, bm.tokenizer, spec.eval.batch_size),
          "fidelity": fidelity(bm.model, bm.tokenizer, corpus.utility, spec.eval.batch_size)}

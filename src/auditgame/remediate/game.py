@@ -9,7 +9,6 @@ budget) result is written to `GAME/remediation.json` as soon as it is done; a re
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -210,8 +209,7 @@ def _base_utility(game: Path, bm: BaseModel) -> float:
     path = game / BASE_METRICS
     if not path.exists():
         raise AuditgameError("no base metrics; run `auditgame make` first", path=path)
-    check_task_set(game)
-    util = json.loads(path.read_text()).get("utility")
+    util = (check_task_set(game) or {}).get("utility")
     if not isinstance(util, int | float):
         raise AuditgameError("no base utility; run `auditgame make` again", path=path,
                              field="utility")
