@@ -2,8 +2,9 @@
 registered detector within the default budget, results.json and remediation.json.
 
 The digests in `golden/tiny_game.json` were recorded from the code before the tree was
-reshaped (issue 16), so a refactor that changes any output fails here. Wall times are the
-only fields left out (they are never the same twice). Float results depend on the CPU's
+reshaped (issue 16), so a refactor that changes any output fails here. Wall times and the
+commitment are the only fields left out (never the same twice: the key carries a random
+nonce). Float results depend on the CPU's
 kernels; on a machine whose torch build computes differently, record the digests again with
 `AUDITGAME_REGOLD=1 pytest tests/test_golden_game.py` and say so in the commit.
 """
@@ -38,7 +39,7 @@ organisms:
   - {name: clean-1, attack: clean}
   - {name: clean-2, attack: clean}
 """
-TIMES = frozenset({"runtime_s", "wall_time_s"})
+TIMES = frozenset({"runtime_s", "wall_time_s", "commitment"})
 
 
 def _strip(o: Any) -> Any:
