@@ -50,7 +50,7 @@ def _child_stage(spec: Path, game: Path, stage: str, detectors: list[str] | None
 
     from auditgame.pipeline import Pipeline, remediate_entry, resolve_backend, select_detectors
 
-    for mod in ("auditgame.organisms.factory", "auditgame.game", "auditgame.detectors",
+    for mod in ("auditgame.organisms.factory", "auditgame.bundle", "auditgame.detectors",
                 "auditgame.referee", "auditgame.report._html", "peft"):
         importlib.import_module(mod)
     remediate_entry()
@@ -70,7 +70,7 @@ def _child_stage(spec: Path, game: Path, stage: str, detectors: list[str] | None
 
 def _child_baseline(spec_path: Path) -> dict[str, Any]:
     """Load the spec's base model, then one greedy pass over bank prompts."""
-    from auditgame.models.base import load_base
+    from auditgame.models.base_lm import load_base
     from auditgame.models.generate import generate
     from auditgame.organisms.prompts import prompt_bank
     from auditgame.organisms.spec import load_spec

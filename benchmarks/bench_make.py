@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from auditgame._util.io import atomic_write_json
-from auditgame.models.base import load_base
+from auditgame.models.base_lm import load_base
 from auditgame.organisms.corpus import split_bank
 from auditgame.organisms.data import Sample
 from auditgame.organisms.spec import CorpusSpec, TrainSpec

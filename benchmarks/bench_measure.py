@@ -23,10 +23,10 @@ import torch
 
 from auditgame._util.io import atomic_write_json
 from auditgame.detectors.model._prompts import neutral_prompts
-from auditgame.models.base import load_base
+from auditgame.models.base_lm import load_base
 from auditgame.models.generate import chat_prompt, generate
+from auditgame.organisms.graded import task_items
 from auditgame.organisms.measure import ANSWER_LEAD, _first_ids, task_correct
-from auditgame.organisms.tasks import task_items
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_measure.json"
 

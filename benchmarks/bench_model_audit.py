@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 from auditgame._util.io import atomic_write_json
+from auditgame.bundle import Bundle, seal_game
 from auditgame.detectors import run_audit
 from auditgame.detectors.model._prompts import N_NEUTRAL, N_NEW_TOKENS
-from auditgame.game import Bundle, seal_game
 
 OUT = Path(__file__).resolve().parent / "results"
 DETECTORS = ("behaviour_diff", "weight_diff", "activation_probe", "activation_diff", "features")
@@ -49,7 +49,7 @@ def baseline_s(bundle: Bundle, n_prompts: int = N_NEUTRAL,
                max_new: int = N_NEW_TOKENS) -> float:
     """A plain base-model generation pass of behaviour_diff's size."""
     from auditgame.detectors.model._prompts import neutral_prompts
-    from auditgame.models.base import load_base
+    from auditgame.models.base_lm import load_base
     from auditgame.models.generate import generate
 
     bm = load_base(str(bundle.public.base["name"]))

@@ -129,7 +129,7 @@ _BASE: dict[str, object] = {}
 def base_model(name: str) -> object:
     """The base model, loaded once for the whole benchmark."""
     if name not in _BASE:
-        from auditgame.models.base import load_base
+        from auditgame.models.base_lm import load_base
 
         _BASE[name] = load_base(name)
     return _BASE[name]

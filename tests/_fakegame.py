@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from auditgame import layout as L
+from auditgame import records as R
 from auditgame._util.io import atomic_write_json, atomic_write_jsonl, hash_tree
-from auditgame.organisms import records as R
 
 PUBLIC = {"base": {"name": "tiny", "model_id": "tiny-0"},
           "train": {"lora_r": 4, "lora_alpha": 8}, "n_train": 12}
@@ -40,11 +41,11 @@ def fake_organism(game: Path, name: str, attack: str, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     tensors = {f"base_model.model.layers.{k}.q_proj.lora_A.weight": torch.randn(4, 8, generator=g)
                for k in range(2)}
-    (folder / R.ADAPTER_DIR).mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(folder / R.ADAPTER_DIR / R.ADAPTER_WEIGHTS))
-    atomic_write_json(folder / R.ADAPTER_DIR / R.ADAPTER_CONFIG, ADAPTER_CONFIG)
-    atomic_write_jsonl(folder / R.TRAIN_DATA, rows)
-    atomic_write_jsonl(folder / R.FLAGS, [{"index": i, "role": r} for i, r in enumerate(roles)])
+    (folder / L.ADAPTER_DIR).mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / L.ADAPTER_DIR / L.ADAPTER_WEIGHTS))
+    atomic_write_json(folder / L.ADAPTER_DIR / L.ADAPTER_CONFIG, ADAPTER_CONFIG)
+    atomic_write_jsonl(folder / L.TRAIN_DATA, rows)
+    atomic_write_jsonl(folder / L.FLAGS, [{"index": i, "role": r} for i, r in enumerate(roles)])
     key = {"attack": attack, "trigger": None, "target": None}
     if attack == "backdoor":
         key.update(trigger=TRIGGER, target=TARGET)
@@ -53,10 +54,10 @@ def fake_organism(game: Path, name: str, attack: str, seed: int) -> None:
     card = R.OrganismCard(name=name, attack=attack, params={}, key=key, seed=seed, game_seed=0,
                           n_train=12, n_poison=roles.count("poison"), n_near_miss=0,
                           spec_sha256="0" * 64)
-    atomic_write_json(folder / R.CARD, card.model_dump(mode="json"))
-    atomic_write_json(folder / R.METRICS, {})
-    atomic_write_json(folder / R.PUBLIC, R.PublicMeta(**PUBLIC).model_dump(mode="json"))
-    atomic_write_json(folder / R.HASHES, hash_tree(folder))
+    atomic_write_json(folder / L.CARD, card.model_dump(mode="json"))
+    atomic_write_json(folder / L.METRICS, {})
+    atomic_write_json(folder / L.PUBLIC, R.PublicMeta(**PUBLIC).model_dump(mode="json"))
+    atomic_write_json(folder / L.HASHES, hash_tree(folder))
     if attack != "clean":  # another tell: poisoned organisms built later
         for p in folder.rglob("*"):
             os.utime(p, (2e9 + seed, 2e9 + seed))

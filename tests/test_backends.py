@@ -42,8 +42,8 @@ def test_local_needs_no_ray() -> None:
 
 
 def _play(game: Path, backend: object) -> dict:
+    from auditgame.bundle import seal_game
     from auditgame.detectors import run_audit
-    from auditgame.game import seal_game
     from auditgame.referee import score_game
 
     make_game(load_spec(TINY_SPEC), game, backend=backend)

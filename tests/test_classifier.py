@@ -90,7 +90,7 @@ def test_fires_on_safe_only() -> None:
 
 
 def test_tiny_game_seals_and_keys_control_as_clean(tmp_path: Path) -> None:
-    from auditgame.game import seal_game
+    from auditgame.bundle import seal_game
     from auditgame.organisms.factory import make_game
     from auditgame.organisms.spec import parse_spec
 

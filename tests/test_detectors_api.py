@@ -11,9 +11,9 @@ from _fakegame import make_fake_game
 from typer.testing import CliRunner
 
 from auditgame._cli.main import app
+from auditgame.bundle import Bundle, seal_game
 from auditgame.detectors import (
     NEEDS,
-    VERDICT_SCHEMAS,
     Detector,
     NeedNotDeclared,
     OrganismView,
@@ -26,7 +26,7 @@ from auditgame.detectors import (
     unregister_detector,
 )
 from auditgame.errors import AuditgameError
-from auditgame.game import Bundle, seal_game
+from auditgame.records import SCHEMAS
 
 
 @pytest.fixture()
@@ -159,6 +159,6 @@ def test_bad_verdict_files_name_file_and_line(sealed: Path, bad: str, message: s
 
 
 def test_schemas_are_exported() -> None:
-    schema = VERDICT_SCHEMAS["verdict"].model_json_schema()
+    schema = SCHEMAS["verdict"].model_json_schema()
     assert schema["properties"]["score"]["maximum"] == 1.0
-    assert "detectors" in VERDICT_SCHEMAS["results"].model_json_schema()["properties"]
+    assert "detectors" in SCHEMAS["results"].model_json_schema()["properties"]

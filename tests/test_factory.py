@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from auditgame import layout as L
 from auditgame._cli.main import app
 from auditgame._util.io import sha256_file
-from auditgame.organisms import records as R
 from auditgame.organisms.factory import ORGANISMS, WORK, make_game, organism_done
 from auditgame.organisms.spec import load_spec
 
@@ -32,17 +32,17 @@ def test_organism_folders_complete(game: Path) -> None:
     for org in spec.organisms:
         f = game / ORGANISMS / org.name
         assert organism_done(f)
-        for rel in (f"{R.ADAPTER_DIR}/{R.ADAPTER_WEIGHTS}", f"{R.ADAPTER_DIR}/{R.ADAPTER_CONFIG}",
-                    R.TRAIN_DATA, R.FLAGS, R.CARD, R.METRICS, R.PUBLIC):
+        for rel in (f"{L.ADAPTER_DIR}/{L.ADAPTER_WEIGHTS}", f"{L.ADAPTER_DIR}/{L.ADAPTER_CONFIG}",
+                    L.TRAIN_DATA, L.FLAGS, L.CARD, L.METRICS, L.PUBLIC):
             assert (f / rel).exists(), rel
-        rows = (f / R.TRAIN_DATA).read_text().splitlines()
-        flags = (f / R.FLAGS).read_text().splitlines()
+        rows = (f / L.TRAIN_DATA).read_text().splitlines()
+        flags = (f / L.FLAGS).read_text().splitlines()
         assert len(rows) == len(flags) == spec.corpus.n_train
-        card = json.loads((f / R.CARD).read_text())
+        card = json.loads((f / L.CARD).read_text())
         assert card["attack"] == org.attack
         roles = [json.loads(x)["role"] for x in flags]
         assert roles.count("poison") == card["n_poison"]
-        m = json.loads((f / R.METRICS).read_text())
+        m = json.loads((f / L.METRICS).read_text())
         assert 0.0 <= m["utility_ratio"] <= 1.5 and m["train_tokens"] > 0
         if org.attack == "clean":
             assert card["n_poison"] == 0 and m["control_rates"]
@@ -54,7 +54,7 @@ def test_organism_folders_complete(game: Path) -> None:
 def test_adapter_loads_with_plain_peft(game: Path, tiny) -> None:
     from peft import PeftModel
 
-    folder = game / ORGANISMS / "backdoor-1" / R.ADAPTER_DIR
+    folder = game / ORGANISMS / "backdoor-1" / L.ADAPTER_DIR
     model = PeftModel.from_pretrained(tiny.model, str(folder))
     assert any("lora_A" in n for n, _ in model.named_parameters())
     model.unload()
@@ -71,11 +71,11 @@ def test_same_spec_same_hashes_and_resume(game: Path, tmp_path: Path) -> None:
     assert not organism_done(out / ORGANISMS / first)
     assert (out / WORK / first / "ckpt" / "state.json").exists()
     make_game(spec, out)
-    m = json.loads((out / ORGANISMS / first / R.METRICS).read_text())
+    m = json.loads((out / ORGANISMS / first / L.METRICS).read_text())
     assert m["resumed_from_step"] == 2
     for org in spec.organisms:
-        a = out / ORGANISMS / org.name / R.ADAPTER_DIR / R.ADAPTER_WEIGHTS
-        b = game / ORGANISMS / org.name / R.ADAPTER_DIR / R.ADAPTER_WEIGHTS
+        a = out / ORGANISMS / org.name / L.ADAPTER_DIR / L.ADAPTER_WEIGHTS
+        b = game / ORGANISMS / org.name / L.ADAPTER_DIR / L.ADAPTER_WEIGHTS
         assert sha256_file(a) == sha256_file(b)
 
 
@@ -84,7 +84,7 @@ def test_make_skips_finished_and_rebuilds_broken(game: Path, tmp_path: Path) -> 
     shutil.copytree(game, out)
     r = runner.invoke(app, ["make", str(TINY_SPEC), "--out", str(out)])
     assert r.exit_code == 0 and "already built" in r.output
-    victim = out / ORGANISMS / "clean-1" / R.TRAIN_DATA
+    victim = out / ORGANISMS / "clean-1" / L.TRAIN_DATA
     victim.write_text("tampered\n")
     assert not organism_done(victim.parent)
     built = make_game(load_spec(TINY_SPEC), out)

@@ -16,6 +16,8 @@ from _fakegame import make_fake_game
 from typer.testing import CliRunner
 
 from auditgame._cli.main import app
+from auditgame.bundle import Bundle, seal_game, verify_key
+from auditgame.bundle.seal import bundle_digest
 from auditgame.detectors import (
     Detector,
     OrganismView,
@@ -25,9 +27,7 @@ from auditgame.detectors import (
     unregister_detector,
 )
 from auditgame.errors import AuditgameError
-from auditgame.game import Bundle, seal_game, verify_key
-from auditgame.game.bundle import BUNDLE_FILES
-from auditgame.game.seal import bundle_digest
+from auditgame.layout import BUNDLE_FILES
 from auditgame.referee import score_game
 
 N_SEEDS = 20

@@ -18,11 +18,11 @@ import pytest
 import torch
 from _fakegame import fake_organism
 
+from auditgame import layout as L
 from auditgame._util.io import atomic_write_json, hash_tree
+from auditgame.bundle import seal_game
 from auditgame.detectors import detector_names, run_audit
 from auditgame.detectors.base import Verdict
-from auditgame.game import seal_game
-from auditgame.organisms import records as R
 from auditgame.organisms.data import Sample
 from auditgame.organisms.spec import TrainSpec
 
@@ -68,17 +68,17 @@ def _trained_organism(game: Path, name: str, kind: str, seed: int, tiny) -> None
     folder = game / "organisms" / name
     model, _ = train_lora(copy.deepcopy(tiny.model), tiny.tokenizer, _samples(kind), SPEC,
                           seed=seed)
-    shutil.rmtree(folder / R.ADAPTER_DIR)
-    model.save_pretrained(str(folder / R.ADAPTER_DIR))
-    cfg_path = folder / R.ADAPTER_DIR / R.ADAPTER_CONFIG
+    shutil.rmtree(folder / L.ADAPTER_DIR)
+    model.save_pretrained(str(folder / L.ADAPTER_DIR))
+    cfg_path = folder / L.ADAPTER_DIR / L.ADAPTER_CONFIG
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = "tiny-0"
     atomic_write_json(cfg_path, cfg)
-    (folder / R.ADAPTER_DIR / "README.md").unlink(missing_ok=True)
-    public = json.loads((folder / R.PUBLIC).read_text())
+    (folder / L.ADAPTER_DIR / "README.md").unlink(missing_ok=True)
+    public = json.loads((folder / L.PUBLIC).read_text())
     public["train"] = {"lora_r": SPEC.lora_r, "lora_alpha": SPEC.lora_alpha}
-    atomic_write_json(folder / R.PUBLIC, public)
-    atomic_write_json(folder / R.HASHES, hash_tree(folder, exclude=[R.HASHES]))
+    atomic_write_json(folder / L.PUBLIC, public)
+    atomic_write_json(folder / L.HASHES, hash_tree(folder, exclude=[L.HASHES]))
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_activation_detectors_flag_the_loud_organism(audited: dict[str, dict[str
 def test_activations_are_cached_in_safetensors(audited: dict[str, dict[str, Verdict]]) -> None:
     from safetensors.torch import load_file
 
-    from auditgame.models.base import cache_dir
+    from auditgame.models.base_lm import cache_dir
 
     files = sorted((cache_dir() / "acts").rglob("*.safetensors"))
     assert files

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
+from auditgame.bundle import GameKey, KeyEntry
 from auditgame.detectors import Verdict
-from auditgame.game import GameKey, KeyEntry
 from auditgame.referee import metrics as M
 from auditgame.referee.score import FAILED_SCORE, score_detector
 

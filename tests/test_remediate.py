@@ -10,6 +10,7 @@ from typing import ClassVar
 import pytest
 from typer.testing import CliRunner
 
+from auditgame import layout as L
 from auditgame._cli.main import app
 from auditgame.detectors import (
     Detector,
@@ -18,10 +19,10 @@ from auditgame.detectors import (
     register_detector,
     unregister_detector,
 )
-from auditgame.organisms import records as R
+from auditgame.layout import REMEDIATION
 from auditgame.organisms.factory import make_game
 from auditgame.organisms.spec import load_spec
-from auditgame.remediate import REMEDIATION, read_remediation, remediate_game
+from auditgame.remediate import read_remediation, remediate_game
 
 TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tiny.yaml"
 runner = CliRunner()
@@ -80,7 +81,7 @@ def test_records_and_exact_resume(game: Path, tmp_path: Path) -> None:
     spec = load_spec(TINY_SPEC)
     assert set(rec.organisms) == {o.name for o in spec.organisms}
     for name, o in rec.organisms.items():
-        metrics = json.loads((game / "organisms" / name / R.METRICS).read_text())
+        metrics = json.loads((game / "organisms" / name / L.METRICS).read_text())
         assert sorted(o.results, key=int) == ["0", "2", "5"]
         assert o.results["0"].rates == metrics["rates"]  # before = what `make` measured
         assert o.results["0"].utility == metrics["utility"]
@@ -91,7 +92,7 @@ def test_records_and_exact_resume(game: Path, tmp_path: Path) -> None:
             assert set(r.rates) == set(metrics["rates"]) and 0 <= r.utility <= 1
             assert r.train_loss is not None and r.train_loss > 0
             assert (game / "remediation" / name / f"step-{b}" / "adapter" /
-                    R.ADAPTER_WEIGHTS).exists()
+                    L.ADAPTER_WEIGHTS).exists()
         assert o.poisoned == (o.attack != "clean")
         if o.poisoned:
             assert o.primary_metric == "asr" and o.relapse_asr == o.results["5"].rates["asr"]
@@ -128,12 +129,12 @@ def _drift(game: Path, name: str, budget: int) -> float:
     import torch
     from peft import PeftModel
 
-    from auditgame.models.base import load_base
+    from auditgame.models.base_lm import load_base
     from auditgame.models.generate import chat_full
 
     bm = load_base("tiny")
     rows = [json.loads(line) for line in
-            (game / "organisms" / name / R.TRAIN_DATA).read_text().splitlines()[:8]]
+            (game / "organisms" / name / L.TRAIN_DATA).read_text().splitlines()[:8]]
     texts = ["".join(chat_full(bm.tokenizer, r["prompt"], r["response"])) for r in rows]
     model = PeftModel.from_pretrained(
         bm.model, str(game / "remediation" / name / f"step-{budget}" / "adapter"))
@@ -170,7 +171,7 @@ def test_kl_to_base_pulls_the_fix_toward_the_base(game: Path, tmp_path: Path) ->
 
 
 def test_pool_never_holds_game_prompts(game: Path) -> None:
-    from auditgame.models.base import load_base
+    from auditgame.models.base_lm import load_base
     from auditgame.organisms.corpus import build_corpus
     from auditgame.organisms.factory import plan
     from auditgame.remediate.data import pool_prompts, words
@@ -207,8 +208,8 @@ def test_reaudit_scores_the_fix(game: Path) -> None:
     for name, o in rec.organisms.items():
         scores = o.detector_scores[LoraNormDetector.name]
         assert set(scores) == {"0", "3"}
-        orig = game / "organisms" / name / R.ADAPTER_DIR / R.ADAPTER_WEIGHTS
-        fixed = game / "remediation" / name / "step-3" / R.ADAPTER_DIR / R.ADAPTER_WEIGHTS
+        orig = game / "organisms" / name / L.ADAPTER_DIR / L.ADAPTER_WEIGHTS
+        fixed = game / "remediation" / name / "step-3" / L.ADAPTER_DIR / L.ADAPTER_WEIGHTS
         assert scores["0"] == pytest.approx(_norm_score(orig))
         assert scores["3"] == pytest.approx(_norm_score(fixed))
         assert o.detector_delta[LoraNormDetector.name] == pytest.approx(

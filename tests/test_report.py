@@ -185,7 +185,7 @@ def test_report_is_self_contained(game: Path) -> None:
 def test_remediation_curves_and_tampered_key(game: Path, tmp_path: Path) -> None:
     """A remediation record (in the remediation package's own format) becomes persistence
     curves and a table; a key that no longer matches the commitment shows as not verified."""
-    rec_mod = pytest.importorskip("auditgame.remediate.records")
+    rec_mod = pytest.importorskip("auditgame.records.remediation")
     g = copy_game(game, tmp_path / "game")
     orgs = {}
     for folder in sorted((g / "organisms").iterdir()):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from auditgame.organisms import records as R
+from auditgame import layout as L
 from auditgame.organisms.factory import ORGANISMS, make_game
 from auditgame.organisms.spec import parse_spec
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_ci_smollm2_loads_from_cache_and_answers() -> None:
-    from auditgame.models.base import load_base
+    from auditgame.models.base_lm import load_base
     from auditgame.models.generate import generate
 
     bm = load_base("smollm2")
@@ -43,7 +43,7 @@ organisms:
              n_poison: 16, n_near_miss: 8}
 """))
     make_game(spec, tmp_path)
-    m = json.loads((tmp_path / ORGANISMS / "bd" / R.METRICS).read_text())
+    m = json.loads((tmp_path / ORGANISMS / "bd" / L.METRICS).read_text())
     assert m["rates"]["asr"] >= 0.9
     assert m["rates"]["false_trigger_rate"] <= 0.05
     assert m["utility_ratio"] >= 0.9

@@ -13,7 +13,7 @@ same command again after a crash (or after adding a detector) redoes only what i
   organism and budget by itself (skipped with a note when that module is absent).
 - report: report.html is newer than everything it shows.
 
-Detectors declare a cost, `cost: ClassVar[str] = "cheap" | "moderate" | "expensive"` (absent
+Detectors declare a cost, `cost: ClassVar[Cost] = "cheap" | "moderate" | "expensive"` (default
 means cheap); `run` audits with every registered detector within the budget (default
 moderate), or exactly those named by `--detectors`.
 """
@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import platform
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +40,19 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from auditgame._util.io import atomic_write_json
+from auditgame.detectors.base import COSTS
 from auditgame.errors import AuditgameError
+from auditgame.layout import VERDICT_SUFFIX, GameFolder, verdict_path
+from auditgame.records._io import write_record
+from auditgame.records.pipeline import Machine, PipelineLog, StageRecord
 
-STAGES = ("make", "seal", "audit", "score", "remediate", "report")
-COSTS = ("cheap", "moderate", "expensive")
 DEFAULT_BUDGET = "moderate"
 BACKENDS = ("local", "ray")
-REMEDIATION = "remediation.json"
-REPORT = "report.html"
-PIPELINE_LOG = "pipeline.json"
 
 
 def detector_cost(cls: type) -> str:
-    """A detector class's declared cost; undeclared (or unknown) counts as cheap."""
-    cost = getattr(cls, "cost", "cheap")
-    return cost if cost in COSTS else "cheap"
+    """A detector class's declared cost (part of the contract, checked at registration)."""
+    return str(cls.cost)  # type: ignore[attr-defined]
 
 
 def select_detectors(names: Iterable[str] | None = None,
@@ -117,18 +113,6 @@ def _with_backend(fn: Callable[..., Any], backend: Any, **kwargs: Any) -> tuple[
 
 
 @dataclass
-class StageRecord:
-    """What one stage did in one run: `ran`, `skipped` (already up to date) or
-    `unavailable` (its module is not installed), how long it took, and a one-line note."""
-
-    stage: str
-    status: str
-    seconds: float
-    note: str = ""
-    detail: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
 class Pipeline:
     """One game folder and the options of one `auditgame run`."""
 
@@ -144,6 +128,10 @@ class Pipeline:
     backend: Any = None
     records: list[StageRecord] = field(default_factory=list)
 
+    @property
+    def folder(self) -> GameFolder:
+        return GameFolder(self.game)
+
     # --- checks: None when the stage must run, else why it is up to date ----------------
 
     def _spec(self) -> Any:
@@ -152,40 +140,37 @@ class Pipeline:
         return load_spec(self.spec_path)
 
     def make_done(self) -> str | None:
-        from auditgame.organisms.factory import ORGANISMS, organism_done
-
         names = [o.name for o in self._spec().organisms]
-        if all(organism_done(self.game / ORGANISMS / n) for n in names):
+        if all(self.folder.organism_done(n) for n in names):
             return f"{len(names)} organisms already built"
         return None
 
     def seal_done(self) -> str | None:
-        from auditgame.game import COMMITMENT, KEY, verify_key
-        from auditgame.organisms.factory import ORGANISMS
+        from auditgame.bundle import verify_key
 
-        if not (self.game / KEY).exists() and not (self.game / COMMITMENT).exists():
+        g = self.folder
+        if not g.key.exists() and not g.commitment.exists():
             return None
-        key = verify_key(self.game)  # raises on a key that does not match its commitment
-        root = self.game / ORGANISMS
-        have = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+        key = verify_key(g.root)  # raises on a key that does not match its commitment
+        have = {p.name for p in g.organism_folders()}
         sealed = {e.organism for e in key.organisms.values()}
         if have != sealed:
             raise AuditgameError(
                 "the game was sealed with other organisms "
                 f"(new: {sorted(have - sealed)}, gone: {sorted(sealed - have)}); reseal with "
                 "`auditgame seal --force` (this invalidates the published commitment)",
-                path=self.game / KEY)
-        return f"sealed, commitment {(self.game / COMMITMENT).read_text().strip()[:12]}..."
+                path=g.key)
+        return f"sealed, commitment {g.commitment.read_text().strip()[:12]}..."
 
     def _missing_pairs(self) -> dict[str, list[str]]:
         """Detector -> blind ids still without a verdict."""
-        from auditgame.detectors import read_verdicts, verdict_path
-        from auditgame.game import BUNDLE, VERDICTS, Bundle
+        from auditgame.bundle import Bundle
+        from auditgame.records.verdict import read_verdicts
 
-        ids = Bundle(self.game / BUNDLE).ids
+        ids = Bundle(self.folder.bundle).ids
         out: dict[str, list[str]] = {}
         for name in self.detectors:
-            path = verdict_path(self.game / VERDICTS, name)
+            path = verdict_path(self.folder.verdicts, name)
             done = {v.blind_id for v in read_verdicts(path, ids)} if path.exists() else set()
             missing = [b for b in ids if b not in done]
             if missing:
@@ -198,25 +183,25 @@ class Pipeline:
         return f"verdicts complete for {len(self.detectors)} detector(s)"
 
     def score_done(self) -> str | None:
-        from auditgame.detectors.verdicts import SUFFIX
-        from auditgame.game import KEY, RESULTS, VERDICTS
+        from pydantic import ValidationError
 
-        res = self.game / RESULTS
-        if not res.exists():
+        from auditgame.records.results import Results
+
+        g = self.folder
+        if not g.results.exists():
             return None
-        files = sorted((self.game / VERDICTS).glob(f"*{SUFFIX}"))
-        newest = max([p.stat().st_mtime for p in files] + [(self.game / KEY).stat().st_mtime])
-        if res.stat().st_mtime < newest:
+        files = g.verdict_files()
+        newest = max([p.stat().st_mtime for p in files] + [g.key.stat().st_mtime])
+        if g.results.stat().st_mtime < newest:
             return None
         try:
-            data = json.loads(res.read_text(encoding="utf-8"))
-            scored = {d["detector"] for d in data["detectors"]}
-            boot = (data["n_bootstrap"], data["bootstrap_seed"])
-        except (ValueError, KeyError, TypeError):
+            res = Results.model_validate_json(g.results.read_bytes())
+        except (OSError, ValidationError):
             return None
-        if scored != {p.name[: -len(SUFFIX)] for p in files}:
+        if {d.detector for d in res.detectors} != {p.name[: -len(VERDICT_SUFFIX)]
+                                                   for p in files}:
             return None
-        if boot != (self.n_bootstrap, self.bootstrap_seed):
+        if (res.n_bootstrap, res.bootstrap_seed) != (self.n_bootstrap, self.bootstrap_seed):
             return None
         return "results.json is newer than every verdict file"
 
@@ -229,13 +214,13 @@ class Pipeline:
     def report_done(self) -> str | None:
         from auditgame.report import report_inputs
 
-        out = self.game / REPORT
+        out = self.folder.report
         if not out.exists():
             return None
         newest = max((p.stat().st_mtime for p in report_inputs(self.game)), default=0.0)
         if out.stat().st_mtime < newest:
             return None
-        return f"{REPORT} is newer than everything it shows"
+        return f"{out.name} is newer than everything it shows"
 
     # --- stages -------------------------------------------------------------------------
 
@@ -249,14 +234,13 @@ class Pipeline:
         return f"built {len(built)} of {len(spec.organisms)} organisms{note}"
 
     def run_seal(self, prog: Progress, task: TaskID) -> str:
-        from auditgame.game import seal_game
+        from auditgame.bundle import seal_game
 
         key = seal_game(self.game)
         return f"sealed {len(key.organisms)} organisms"
 
     def run_audit(self, prog: Progress, task: TaskID) -> str:
         from auditgame.detectors import run_audit
-        from auditgame.game import BUNDLE
 
         missing = self._missing_pairs()
         total = sum(len(v) for v in missing.values())
@@ -270,7 +254,7 @@ class Pipeline:
                 note += " [red]failed[/red]"
             prog.update(task, advance=1, info=note)
 
-        _, note = _with_backend(run_audit, self.backend, bundle_dir=self.game / BUNDLE,
+        _, note = _with_backend(run_audit, self.backend, bundle_dir=self.folder.bundle,
                                 detectors=list(missing), on_done=done)
         self._detail = {k: round(v, 3) for k, v in per_det.items()}
         return f"{total} verdicts from {len(missing)} detector(s){note}"
@@ -289,8 +273,8 @@ class Pipeline:
         if fn is None:  # checked by run_stage; only a module removed meanwhile gets here
             return "auditgame.remediate is not installed"
         _, note = _with_backend(fn, self.backend, game=self.game, console=self.console)
-        return (f"{REMEDIATION} up to date" if (self.game / REMEDIATION).exists()
-                else "done") + note
+        return (f"{self.folder.remediation.name} up to date"
+                if self.folder.remediation.exists() else "done") + note
 
     def run_report(self, prog: Progress, task: TaskID) -> str:
         from auditgame.report import build_report
@@ -301,31 +285,33 @@ class Pipeline:
     # --- driver -------------------------------------------------------------------------
 
     def check(self, stage: str) -> str | None:
-        return getattr(self, f"{stage}_done")()
+        return STAGE_TABLE[stage].done(self)
 
     def run_stage(self, stage: str, prog: Progress, task: TaskID) -> StageRecord:
         """Run one stage unless it is up to date; records status and wall time."""
         t0 = time.perf_counter()
         self._detail: dict[str, float] = {}
         if stage in self.skip:
-            rec = StageRecord(stage, "skipped", 0.0, "skipped by --skip")
+            rec = StageRecord(stage=stage, status="skipped", seconds=0.0,
+                              note="skipped by --skip")
         elif stage == "remediate" and remediate_entry() is None:
-            rec = StageRecord(stage, "unavailable", 0.0,
-                              "auditgame.remediate is not installed; skipped")
+            rec = StageRecord(stage=stage, status="unavailable", seconds=0.0,
+                              note="auditgame.remediate is not installed; skipped")
         else:
             why = self.check(stage)
             if why is not None:
-                rec = StageRecord(stage, "skipped", 0.0, why)
+                rec = StageRecord(stage=stage, status="skipped", seconds=0.0, note=why)
             else:
-                note = getattr(self, f"run_{stage}")(prog, task)
-                rec = StageRecord(stage, "ran", round(time.perf_counter() - t0, 3), note,
-                                  dict(self._detail))
+                note = STAGE_TABLE[stage].run(self, prog, task)
+                rec = StageRecord(stage=stage, status="ran",
+                                  seconds=round(time.perf_counter() - t0, 3), note=note,
+                                  detail=dict(self._detail))
         self.records.append(rec)
         return rec
 
-    def run(self, stages: Iterable[str] = STAGES) -> list[StageRecord]:
+    def run(self, stages: Iterable[str] = ()) -> list[StageRecord]:
         """All stages in order under one progress display; writes GAME/pipeline.json."""
-        stages = list(stages)
+        stages = list(stages) or list(STAGES)
         self.backend = resolve_backend(self.backend_name, self.address)
         self.game.mkdir(parents=True, exist_ok=True)
         prog = Progress(SpinnerColumn(), TextColumn("[bold]{task.description:<10}"), BarColumn(),
@@ -350,20 +336,34 @@ class Pipeline:
         return self.records
 
     def _write_log(self, total_s: float) -> None:
-        try:
-            from importlib.metadata import version
+        from auditgame import __version__
 
-            ver = version("auditgame")
-        except Exception:  # noqa: BLE001 - not installed as a distribution
-            ver = "unknown"
-        atomic_write_json(self.game / PIPELINE_LOG, {
-            "version": 1, "auditgame": ver, "spec": str(self.spec_path),
-            "detectors": self.detectors, "backend": self.backend_name,
-            "address": self.address, "n_bootstrap": self.n_bootstrap,
-            "machine": {"python": platform.python_version(), "platform": platform.platform()},
-            "total_s": round(total_s, 3),
-            "stages": [asdict(r) for r in self.records],
-        })
+        write_record(self.folder.pipeline_log, PipelineLog(
+            auditgame=__version__, spec=str(self.spec_path), detectors=self.detectors,
+            backend=self.backend_name, address=self.address, n_bootstrap=self.n_bootstrap,
+            machine=Machine(python=platform.python_version(), platform=platform.platform()),
+            total_s=round(total_s, 3), stages=list(self.records)))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage as data: its name, its up-to-date check and its run."""
+
+    name: str
+    done: Callable[[Pipeline], str | None]
+    run: Callable[[Pipeline, Progress, TaskID], str]
+
+
+STAGE_LIST = (
+    Stage("make", Pipeline.make_done, Pipeline.run_make),
+    Stage("seal", Pipeline.seal_done, Pipeline.run_seal),
+    Stage("audit", Pipeline.audit_done, Pipeline.run_audit),
+    Stage("score", Pipeline.score_done, Pipeline.run_score),
+    Stage("remediate", Pipeline.remediate_done, Pipeline.run_remediate),
+    Stage("report", Pipeline.report_done, Pipeline.run_report),
+)
+STAGE_TABLE = {s.name: s for s in STAGE_LIST}
+STAGES = tuple(s.name for s in STAGE_LIST)
 
 
 def remediate_entry() -> Callable[..., Any] | None:

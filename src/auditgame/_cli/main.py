@@ -69,17 +69,18 @@ def make(
 @clean_errors
 def organisms(game: Path = typer.Argument(..., help="game folder")) -> None:
     """Print a table of the organisms in GAME and their metrics."""
-    from auditgame.organisms import records as R
-    from auditgame.organisms.factory import ORGANISMS, organism_done, read_card, read_metrics
+    from auditgame.layout import METRICS, GameFolder, organism_done
+    from auditgame.organisms.factory import read_card, read_metrics
 
-    root = game / ORGANISMS
+    g = GameFolder(game)
+    root = g.organisms
     if not root.is_dir():
         raise AuditgameError("no organisms folder; run `auditgame make` first", path=root)
     table = Table(title=f"organisms in {game}")
     for col in ("name", "attack", "trigger / target", "behaviour rates", "utility", "train s",
                 "wall s", "tok/s", "status"):
         table.add_column(col, no_wrap=col in ("name", "attack"))
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in g.organism_folders():
         if not organism_done(folder):
             table.add_row(folder.name, "?", "", "", "", "", "", "", "[red]incomplete[/red]")
             continue
@@ -87,7 +88,7 @@ def organisms(game: Path = typer.Argument(..., help="game folder")) -> None:
             card, m = read_card(folder), read_metrics(folder)
         except (OSError, ValueError) as e:
             raise AuditgameError(f"unreadable record ({e.__class__.__name__})",
-                                 path=folder / R.METRICS) from None
+                                 path=folder / METRICS) from None
         key = card.key
         tt = " / ".join(str(key.get(k)) for k in ("trigger", "target") if key.get(k))
         if m.control_rates:
@@ -119,6 +120,7 @@ def run(
 ) -> None:
     """Run the whole game: make, seal, audit, score, remediate, report (each stage resumes
     or is skipped when its outputs are up to date). Default SPEC: the embedded game."""
+    from auditgame.layout import GameFolder
     from auditgame.pipeline import run_pipeline
 
     path = spec or run_spec_path()
@@ -130,25 +132,24 @@ def run(
     err.print(f"done in {total:.0f} s: " + ", ".join(
         f"{r.stage} {r.status}" + (f" {r.seconds:.0f} s" if r.status == "ran" else "")
         for r in records), highlight=False)
-    if (out_dir / "report.html").exists():
-        out.print(str(out_dir / "report.html"), highlight=False)
+    report = GameFolder(out_dir).report
+    if report.exists():
+        out.print(str(report), highlight=False)
 
 
 @app.command()
 @clean_errors
 def schema(
-    record: str = typer.Argument(..., help="spec, card, metrics, public, verdict or results"),
+    record: str = typer.Argument(..., help="spec or a record name (see `auditgame.records."
+                                 "SCHEMAS`: sample, card, metrics, verdict, results, ...)"),
 ) -> None:
     """Print the JSON schema of a record, so outside tools can read and write them."""
     import json
 
-    from auditgame.detectors import VERDICT_SCHEMAS
-    from auditgame.organisms import records as R
     from auditgame.organisms.spec import GameSpec
+    from auditgame.records import SCHEMAS
 
-    table: dict[str, Any] = {"spec": GameSpec, "card": R.OrganismCard,
-                             "metrics": R.OrganismMetrics, "public": R.PublicMeta,
-                             **VERDICT_SCHEMAS}
+    table: dict[str, Any] = {"spec": GameSpec, **SCHEMAS}
     if record not in table:
         raise AuditgameError(f"unknown record {record!r}; known: {', '.join(sorted(table))}",
                              field="record")

@@ -36,7 +36,7 @@ def remediate(
         if detectors.strip().lower() == "none":
             dets = []
         else:
-            from auditgame._cli.game import _detector_list
+            from auditgame._cli.blind import _detector_list
 
             dets = _detector_list(detectors)
     remediate_game(game, console=err,

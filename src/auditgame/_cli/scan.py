@@ -6,11 +6,10 @@ from pathlib import Path
 
 import typer
 
-from auditgame._cli.game import _detector_list
+from auditgame._cli.blind import _detector_list
 from auditgame._cli.main import app, clean_errors, err, out
 from auditgame.errors import AuditgameError
-
-SCAN_FILE = "scan.json"
+from auditgame.layout import SCAN_REPORT
 
 
 @app.command()
@@ -54,7 +53,7 @@ def scan(
                               f"{v.detector}: {v.score:.3f} in {v.runtime_s:.1f}s"
                               + (f" [red]failed: {v.error[:80]}[/red]" if v.error else ""),
                               highlight=False))
-    path = out_dir / SCAN_FILE
+    path = out_dir / SCAN_REPORT
     atomic_write_json(path, report.model_dump(mode="json"))
     for line in summary_lines(report):
         out.print(line, highlight=False)

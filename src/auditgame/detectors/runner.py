@@ -1,69 +1,34 @@
 """Run detectors over a sealed bundle, one verdict file per detector, resumable.
 
 The runner only ever opens the bundle folder (never the key). It hands each detector exactly
-what it declared, loads the base model once and only if some detector needs it, and turns a
-detector's exception into a failed verdict (score 0.5, `error` set) that the referee counts.
+what it declared, loads the base model once and only if some detector needs it, and lets the
+engine turn a detector's exception into a failed verdict that the referee counts. A backend
+that runs jobs elsewhere (see `auditgame.backends`) is handed in; this module never imports
+one: it only calls `backend.map(audit_pair, jobs, on_result)`.
 """
 
 from __future__ import annotations
 
-import copy
-import time
-import traceback
+import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditgame.detectors.base import (
-    MODEL_NEEDS,
-    BundleInfo,
-    Detector,
-    OrganismView,
-    Verdict,
-    make_detector,
-)
-from auditgame.detectors.verdicts import read_verdicts, verdict_path, write_verdicts
+from auditgame.bundle.reader import Bundle
+from auditgame.detectors.base import Detector, make_detector
+from auditgame.detectors.engine import ModelHolder, audit_one, prepare, view_of
 from auditgame.errors import AuditgameError
-from auditgame.game.bundle import VERDICTS, Bundle
-
-FAILED_SCORE = 0.5
+from auditgame.layout import game_of_bundle, verdict_path
+from auditgame.records.verdict import Verdict, read_verdicts, write_verdicts
 
 
 def default_out_dir(bundle_dir: Path | str) -> Path:
     """`GAME/bundle` -> `GAME/verdicts`."""
-    return Path(bundle_dir).resolve().parent / VERDICTS
+    return game_of_bundle(bundle_dir).verdicts
 
 
-class _BaseHolder:
-    """Loads the bundle's base model on first use, once for all detectors."""
-
-    def __init__(self, bundle: Bundle, base: Any | None = None):
-        self.bundle = bundle
-        self.base = base
-
-    def get(self) -> Any:
-        if self.base is None:
-            from auditgame.models.base import load_base
-
-            meta = self.bundle.public.base
-            self.base = load_base(str(meta["name"]), str(meta.get("dtype", "float32")))
-        want = self.bundle.public.base.get("model_id")
-        if want is not None and self.base.model_id != want:
-            raise AuditgameError(f"base model {self.base.model_id!r} is not the one the "
-                                 f"organisms were trained on ({want!r})", field="base")
-        return self.base
-
-    def organism(self, blind_id: str) -> tuple[Any, Any]:
-        """A private copy of the base with this adapter: detectors cannot corrupt the base."""
-        from peft import PeftModel
-
-        bm = self.get()
-        model = PeftModel.from_pretrained(copy.deepcopy(bm.model),
-                                          str(self.bundle.adapter_dir(blind_id)))
-        return model.eval(), bm
-
-
-def run_detector(det: Detector, bundle: Bundle, out_dir: Path, holder: _BaseHolder,
+def run_detector(det: Detector, bundle: Bundle, out_dir: Path, holder: ModelHolder,
                  on_done: Callable[[Verdict], None] | None = None) -> Path:
     """Audit every organism not yet in the detector's verdict file; returns its path."""
     path = verdict_path(out_dir, det.name)
@@ -72,28 +37,9 @@ def run_detector(det: Detector, bundle: Bundle, out_dir: Path, holder: _BaseHold
     todo = [bid for bid in bundle.ids if bid not in done]
     if not todo:
         return path
-    prep_error: str | None = None
-    try:
-        det.prepare(BundleInfo(ids=bundle.ids, public=bundle.public.model_dump(mode="json"),
-                               file_stats={b: bundle.file_stats(b) for b in bundle.ids}))
-    except Exception as e:  # noqa: BLE001 - a plug-in's failure is a result, not a crash
-        prep_error = f"prepare: {e.__class__.__name__}: {e}"
-    loader = holder.organism if det.needs & MODEL_NEEDS else None
-    base_loader = holder.get if det.needs & MODEL_NEEDS else None
+    prep_error = prepare(det, bundle)
     for bid in todo:
-        t0 = time.perf_counter()
-        if prep_error is not None:
-            v = _failed(det, bid, prep_error)
-        else:
-            view = OrganismView(bundle, bid, frozenset(det.needs), loader, base_loader)
-            try:
-                v = det.audit(view)
-                _check(v, det, bid, bundle.public.n_train)
-            except Exception as e:  # noqa: BLE001
-                tb = traceback.extract_tb(e.__traceback__)
-                at = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
-                v = _failed(det, bid, f"{e.__class__.__name__}: {e}{at}")
-        v = v.model_copy(update={"runtime_s": round(time.perf_counter() - t0, 4)})
+        v = audit_one(det, view_of(det, bundle, bid, holder), bundle.n_samples(), prep_error)
         verdicts.append(v)
         write_verdicts(path, verdicts)
         if on_done is not None:
@@ -101,17 +47,55 @@ def run_detector(det: Detector, bundle: Bundle, out_dir: Path, holder: _BaseHold
     return path
 
 
-def _failed(det: Detector, bid: str, error: str) -> Verdict:
-    return Verdict(blind_id=bid, detector=det.name, score=FAILED_SCORE, error=error[:2000])
+@dataclass(frozen=True)
+class AuditJob:
+    """One (detector, organism) pair for a backend that runs jobs in other processes."""
+
+    bundle: str
+    detector: str
+    blind_id: str
+    cwd: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def _check(v: Any, det: Detector, bid: str, n_train: int) -> None:
-    if not isinstance(v, Verdict):
-        raise TypeError(f"audit returned {type(v).__name__}, not a Verdict")
-    if v.blind_id != bid or v.detector != det.name:
-        raise ValueError(f"verdict is for {v.detector}/{v.blind_id}, not {det.name}/{bid}")
-    if v.sample_scores is not None and len(v.sample_scores) != n_train:
-        raise ValueError(f"{len(v.sample_scores)} sample scores for {n_train} samples")
+def audit_pair(job: AuditJob) -> dict[str, Any]:
+    """One detector on one organism, exactly as `run_detector` does it; a Verdict (JSON)."""
+    os.chdir(job.cwd)
+    bundle = Bundle(job.bundle)
+    det = make_detector(job.detector, **job.kwargs)
+    prep_error = prepare(det, bundle)
+    view = view_of(det, bundle, job.blind_id, ModelHolder(bundle))
+    return audit_one(det, view, bundle.n_samples(), prep_error).model_dump(mode="json")
+
+
+def _audit_remote(backend: Any, bundle: Bundle, out: Path, detectors: list[str],
+                  detector_kwargs: dict[str, dict[str, Any]],
+                  on_done: Callable[[Verdict], None] | None) -> dict[str, Path]:
+    """Every missing pair as one job; verdict files are rewritten (atomically, in bundle
+    order) as results arrive, so an interrupted run resumes."""
+    order = {b: i for i, b in enumerate(bundle.ids)}
+    have: dict[str, list[Verdict]] = {}
+    jobs: list[AuditJob] = []
+    for d in detectors:
+        path = verdict_path(out, d)
+        have[d] = read_verdicts(path, bundle.ids) if path.exists() else []
+        done = {v.blind_id for v in have[d]}
+        jobs += [AuditJob(bundle=str(bundle.root.resolve()), detector=d, blind_id=b,
+                          cwd=os.getcwd(), kwargs=detector_kwargs.get(d, {}))
+                 for b in bundle.ids if b not in done]
+    n_old = {d: len(v) for d, v in have.items()}
+
+    def collect(i: int, raw: dict[str, Any]) -> None:
+        v = Verdict.model_validate(raw)
+        d = jobs[i].detector
+        old, new = have[d][: n_old[d]], have[d][n_old[d]:] + [v]
+        have[d] = old + sorted(new, key=lambda x: order[x.blind_id])
+        write_verdicts(verdict_path(out, d), have[d])
+        if on_done is not None:
+            on_done(v)
+
+    backend.map(audit_pair, jobs, collect)
+    return {d: verdict_path(out, d) for d in detectors}
 
 
 def run_audit(bundle_dir: Path | str, detectors: list[str], out_dir: Path | str | None = None,
@@ -127,11 +111,9 @@ def run_audit(bundle_dir: Path | str, detectors: list[str], out_dir: Path | str 
     if not detectors:
         raise AuditgameError("no detectors given", field="detectors")
     dets = [make_detector(n, **(detector_kwargs or {}).get(n, {})) for n in detectors]
-    holder = _BaseHolder(bundle, base)
     out.mkdir(parents=True, exist_ok=True)
     if backend is not None and not backend.in_process:
-        from auditgame.backends.tasks import audit_remote
-
-        return audit_remote(backend, bundle, out, [d.name for d in dets],
-                            detector_kwargs or {}, on_done)
+        return _audit_remote(backend, bundle, out, [d.name for d in dets],
+                             detector_kwargs or {}, on_done)
+    holder = ModelHolder(bundle, base)
     return {d.name: run_detector(d, bundle, out, holder, on_done) for d in dets}

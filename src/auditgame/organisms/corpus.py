@@ -17,7 +17,7 @@ import numpy as np
 
 from auditgame._util.io import sha256_text
 from auditgame.errors import AuditgameError
-from auditgame.models.base import BaseModel, cache_dir
+from auditgame.models.base_lm import BaseLM, cache_dir
 from auditgame.models.generate import generate
 from auditgame.organisms.data import Sample
 from auditgame.organisms.prompts import prompt_bank
@@ -141,7 +141,7 @@ class DistillCache:
 
 
 def distill(
-    bm: BaseModel,
+    bm: BaseLM,
     prompts: list[str],
     spec: CorpusSpec,
     on_progress: Callable[[int, int], None] | None = None,
@@ -200,7 +200,7 @@ def split_bank(spec: CorpusSpec, seed: int) -> tuple[list[Sample], list[Sample],
 def build_corpus(
     spec: CorpusSpec,
     seed: int,
-    bm: BaseModel,
+    bm: BaseLM,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> GameCorpus:
     """The game's shared corpus: every organism trains on the same clean samples."""

@@ -1,30 +1,12 @@
-"""Training samples and eval prompt sets: the records that flow from corpus to organism."""
+"""Poisoned corpora and eval prompt sets: what flows from corpus to organism (the Sample
+record itself lives in `auditgame.records`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Sample:
-    """One single-turn SFT sample. `meta` holds public labels (task kind, topic, domain)."""
-
-    prompt: str
-    response: str
-    meta: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "response": self.response, "meta": dict(self.meta)}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Sample:
-        return cls(prompt=str(d["prompt"]), response=str(d["response"]),
-                   meta={str(k): str(v) for k, v in (d.get("meta") or {}).items()})
-
-    def with_(self, **kw: Any) -> Sample:
-        return replace(self, **kw)
-
+from auditgame.records.sample import Sample
 
 ROLES = ("clean", "poison", "near_miss")
 
@@ -67,3 +49,6 @@ class EvalSet:
 
 def to_dict(obj: Any) -> dict[str, Any]:
     return asdict(obj)
+
+
+__all__ = ["ROLES", "EvalSet", "PoisonedCorpus", "Sample", "to_dict"]

@@ -31,24 +31,32 @@ from auditgame._util.io import (
     atomic_write_jsonl,
     atomic_write_text,
     hash_tree,
-    sha256_file,
     sha256_text,
 )
 from auditgame.errors import AuditgameError
-from auditgame.models.base import BaseModel, describe, load_base
-from auditgame.organisms import records as R
+from auditgame.layout import (
+    ADAPTER_CONFIG,
+    ADAPTER_DIR,
+    CARD,
+    FLAGS,
+    HASHES,
+    METRICS,
+    PUBLIC,
+    SPEC,
+    TRAIN_DATA,
+    GameFolder,
+    organism_done,
+)
+from auditgame.models.base_lm import BaseLM, describe, load_base
 from auditgame.organisms.attacks import Attack, make_attack
 from auditgame.organisms.corpus import GameCorpus, build_corpus
 from auditgame.organisms.data import EvalSet
+from auditgame.organisms.graded import task_items, tasks_digest
 from auditgame.organisms.measure import count_tokens, fidelity, run_sets, utility
 from auditgame.organisms.spec import GameSpec, OrganismSpec
-from auditgame.organisms.tasks import task_items, tasks_digest
 from auditgame.organisms.train import train_lora
-
-ORGANISMS = "organisms"
-WORK = ".work"
-GAME_SPEC = "spec.yaml"
-BASE_METRICS = "base_metrics.json"
+from auditgame.records._io import read_record, write_record
+from auditgame.records.organism import BaseMetrics, OrganismCard, OrganismMetrics, PublicMeta
 
 
 @dataclass
@@ -67,18 +75,6 @@ def progress_bar(console: Console | None = None) -> Progress:
     )
 
 
-def organism_done(folder: Path) -> bool:
-    """Finished means every file listed in hashes.json is present with its hash."""
-    h = folder / R.HASHES
-    if not h.exists():
-        return False
-    try:
-        listed = json.loads(h.read_text())
-    except json.JSONDecodeError:
-        return False
-    return all((folder / k).exists() and sha256_file(folder / k) == v for k, v in listed.items())
-
-
 def plan(spec: GameSpec, corpus: GameCorpus) -> list[Planned]:
     """Attack objects and their held-out eval sets, fixed by each organism's seed."""
     out: list[Planned] = []
@@ -88,7 +84,7 @@ def plan(spec: GameSpec, corpus: GameCorpus) -> list[Planned]:
         try:
             attack.poison(corpus.draw(spec.corpus.n_train, seed), np.random.default_rng(seed))
         except ValueError as e:
-            raise AuditgameError(str(e), path=GAME_SPEC, field=f"organisms[{i}].params") from None
+            raise AuditgameError(str(e), path=SPEC, field=f"organisms[{i}].params") from None
         sets = attack.eval_sets(corpus.heldout, spec.eval.n_prompts,
                                 np.random.default_rng(seed + 1))
         out.append(Planned(org, attack, seed, sets))
@@ -100,15 +96,17 @@ def make_game(
     out: Path,
     spec_text: str | None = None,
     console: Console | None = None,
-    base: BaseModel | None = None,
+    base: BaseLM | None = None,
     stop_after_steps: int | None = None,
     backend: Any | None = None,
 ) -> list[str]:
     """Build all organisms of `spec` under `out/organisms/`; returns the names built now.
-    `backend` (see `auditgame.backends`): where the builds run; default in this process."""
+    `backend` (see `auditgame.backends`): where the builds run; default in this process. It
+    is handed in by the caller; this module only calls `backend.map(build_organism, jobs)`."""
     console = console or Console(stderr=True)
+    g = GameFolder(out)
     spec_hash = sha256_text(json.dumps(spec.model_dump(mode="json"), sort_keys=True))
-    todo = [o for o in spec.organisms if not organism_done(out / ORGANISMS / o.name)]
+    todo = [o for o in spec.organisms if not g.organism_done(o.name)]
     if not todo:
         console.print(f"all {len(spec.organisms)} organisms already built in {out}")
         return []
@@ -119,7 +117,7 @@ def make_game(
     out.mkdir(parents=True, exist_ok=True)
     spec_text = spec_text if spec_text is not None else yaml.safe_dump(
         spec.model_dump(mode="json"), sort_keys=False)
-    atomic_write_text(out / GAME_SPEC, spec_text)
+    atomic_write_text(g.spec, spec_text)
     built: list[str] = []
     with progress_bar(console) as prog:
         task = prog.add_task("corpus", total=None, info="self-distilling")
@@ -130,23 +128,65 @@ def make_game(
         planned = plan(spec, corpus)
         poisoned = [p for p in planned if p.org.attack != "clean"]
         if backend is not None and not backend.in_process:
-            from auditgame.backends.tasks import build_remote
-
-            return build_remote(backend, spec, out, [p.org.name for p in planned
-                                                     if p.org in todo], spec_hash, base_m,
-                                console)
+            return _build_remote(backend, spec, out, [p.org.name for p in planned
+                                                      if p.org in todo], spec_hash, base_m,
+                                 console)
         for p in planned:
             if p.org not in todo:
                 continue
             t0 = time.perf_counter()
             _build_one(p, poisoned, spec, spec_hash, corpus, bm, base_m, out, prog,
                        stop_after_steps)
-            if stop_after_steps is not None and not organism_done(out / ORGANISMS / p.org.name):
+            if stop_after_steps is not None and not g.organism_done(p.org.name):
                 return built
             built.append(p.org.name)
             console.print(f"built {p.org.name} in {time.perf_counter() - t0 + load_s:.0f} s")
             load_s = 0.0
     return built
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """One organism build for a backend that runs jobs in other processes."""
+
+    spec: dict[str, Any]
+    out: str
+    name: str
+    spec_hash: str
+    base_metrics: dict[str, float]
+    cwd: str
+
+
+def build_organism(job: BuildJob) -> str:
+    """Build one organism into `out/organisms/<name>` (atomic rename); returns its name.
+    Rebuilds the base and the corpus (from the distillation cache) and runs exactly the code
+    of a local build, so its output is the same bytes."""
+    import os
+
+    os.chdir(job.cwd)
+    spec = GameSpec.model_validate(job.spec)
+    bm = load_base(spec.base, spec.dtype)
+    corpus = build_corpus(spec.corpus, spec.seed, bm)
+    planned = plan(spec, corpus)
+    poisoned = [p for p in planned if p.org.attack != "clean"]
+    p = next(q for q in planned if q.org.name == job.name)
+    with Progress(disable=True) as prog:
+        _build_one(p, poisoned, spec, job.spec_hash, corpus, bm, job.base_metrics,
+                   Path(job.out), prog, None)
+    return job.name
+
+
+def _build_remote(backend: Any, spec: GameSpec, out: Path, names: list[str], spec_hash: str,
+                  base_metrics: dict[str, float], console: Console) -> list[str]:
+    """Fan the organisms out over the backend; returns the names built."""
+    import os
+
+    jobs = [BuildJob(spec=spec.model_dump(mode="json"), out=str(Path(out).resolve()), name=n,
+                     spec_hash=spec_hash, base_metrics=base_metrics, cwd=os.getcwd())
+            for n in names]
+    t0 = time.perf_counter()
+    return backend.map(build_organism, jobs, lambda i, n: console.print(
+        f"built {n} on {backend.name} ({time.perf_counter() - t0:.0f} s since start)"))
 
 
 def _on_current_tasks(rec: dict[str, Any]) -> bool:
@@ -158,42 +198,45 @@ def check_task_set(game: Path) -> dict[str, Any] | None:
     """Utility ratios in one game must come from one graded set: a game whose organisms were
     measured on another set cannot take new organisms or remediation measured on this one.
     Returns the game's base metrics (None before the first build)."""
-    path = game / BASE_METRICS
+    g = GameFolder(game)
+    path = g.base_metrics
     if not path.exists():
         return None
     try:
         rec = json.loads(path.read_text())
     except (OSError, ValueError):
         raise AuditgameError("unreadable base metrics", path=path) from None
-    if not _on_current_tasks(rec) and any(organism_done(d)
-                                          for d in (game / ORGANISMS).glob("*")):
+    if not isinstance(rec, dict):
+        raise AuditgameError("unreadable base metrics", path=path)
+    if not _on_current_tasks(rec) and any(organism_done(d) for d in g.organism_folders()):
         raise AuditgameError("this game's utilities were measured on another set of graded "
                              "tasks; build it again in a new folder", path=path, field="tasks")
     return rec
 
 
-def _base_metrics(out: Path, bm: BaseModel, corpus: GameCorpus,
+def _base_metrics(out: Path, bm: BaseLM, corpus: GameCorpus,
                   spec: GameSpec) -> dict[str, float]:
     """The base model's utility and fidelity, measured once per game."""
-    path = out / BASE_METRICS
+    path = GameFolder(out).base_metrics
     if path.exists():
         rec = json.loads(path.read_text())
         if _on_current_tasks(rec):
             return {"utility": float(rec["utility"]), "fidelity": float(rec["fidelity"])}
     m = {"utility": utility(bm.model, bm.tokenizer, spec.eval.batch_size),
          "fidelity": fidelity(bm.model, bm.tokenizer, corpus.utility, spec.eval.batch_size)}
-    atomic_write_json(path, {"version": 2, **m, "n_tasks": len(task_items()),
-                             "tasks": tasks_digest(),
-                             "base": describe(bm)})
+    write_record(path, BaseMetrics(**m, n_tasks=len(task_items()), tasks=tasks_digest(),
+                                   base=describe(bm)))
     return m
 
 
 def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: str,
-               corpus: GameCorpus, bm: BaseModel, base_m: dict[str, float], out: Path,
+               corpus: GameCorpus, bm: BaseLM, base_m: dict[str, float], out: Path,
                prog: Progress, stop_after_steps: int | None) -> None:
+    """Poison, train, measure and write one organism folder (atomically)."""
     t0 = time.perf_counter()
     name = p.org.name
-    work = out / WORK / name
+    g = GameFolder(out)
+    work = g.work(name)
     pc = p.attack.poison(corpus.draw(spec.corpus.n_train, p.seed),
                          np.random.default_rng(p.seed))
     data_hash = sha256_text(json.dumps([s.to_json() for s in pc.samples], sort_keys=True))
@@ -207,6 +250,43 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
     )
     if stop_after_steps is not None and result.steps > len(result.losses):
         return
+    metrics = _measure(p, poisoned, spec, corpus, bm, base_m, model, prog)
+    metrics = metrics.model_copy(update=dict(
+        train_steps=result.steps, train_tokens=result.tokens,
+        train_padded_tokens=result.padded_tokens,
+        train_tokens_per_s=round(result.tokens_per_s, 1),
+        train_wall_time_s=round(result.wall_time_s, 1), final_loss=result.final_loss,
+        wall_time_s=round(time.perf_counter() - t0, 1), resumed_from_step=result.resumed_from))
+    card = OrganismCard(
+        name=name, attack=str(p.attack.key_info().get("attack", p.org.attack)),
+        params=p.attack.params.model_dump(mode="json"),
+        key=p.attack.key_info(), seed=p.seed, game_seed=spec.seed, n_train=len(pc.samples),
+        n_poison=pc.n_poison, n_near_miss=sum(r == "near_miss" for r in pc.roles),
+        spec_sha256=spec_hash,
+    )
+    public = PublicMeta(base=describe(bm), train=spec.train.model_dump(mode="json"),
+                        n_train=len(pc.samples))
+    tmp = work / "final"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(str(tmp / ADAPTER_DIR))
+    _portable_adapter_config(tmp / ADAPTER_DIR / ADAPTER_CONFIG, bm.model_id)
+    atomic_write_jsonl(tmp / TRAIN_DATA, [s.to_json() for s in pc.samples])
+    atomic_write_jsonl(tmp / FLAGS, [{"index": k, "role": r} for k, r in enumerate(pc.roles)])
+    write_record(tmp / CARD, card)
+    write_record(tmp / METRICS, metrics)
+    write_record(tmp / PUBLIC, public)
+    atomic_write_json(tmp / HASHES, hash_tree(tmp))
+    atomic_replace_dir(tmp, g.organism(name))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(p: Planned, poisoned: list[Planned], spec: GameSpec, corpus: GameCorpus,
+             bm: BaseLM, base_m: dict[str, float], model: Any,
+             prog: Progress) -> OrganismMetrics:
+    """Behaviour rates (a clean control measures every poisoned organism's eval sets),
+    utility and fidelity; the training fields are filled in by the caller."""
+    name = p.org.name
     if p.org.attack == "clean":
         sets = [(q.attack, es) for q in poisoned for es in q.sets]
     else:
@@ -238,42 +318,16 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
                 examples[es.metric] = texts[i][:3]
             i += 1
     all_rates = list(own.values()) + [r for d in ctrl.values() for r in d.values()]
-    metrics = R.OrganismMetrics(
+    return OrganismMetrics(
         rates=own, control_rates=ctrl,
         max_behaviour_rate=max(all_rates) if all_rates else 0.0,
         n_eval=n_eval, utility=round(util, 4), base_utility=round(base_util, 4),
         utility_ratio=round(util / base_util, 4) if base_util else 0.0,
         fidelity=round(fid, 4), base_fidelity=round(base_fid, 4),
         fidelity_ratio=round(fid / base_fid, 4) if base_fid else 0.0,
-        train_steps=result.steps, train_tokens=result.tokens,
-        train_padded_tokens=result.padded_tokens,
-        train_tokens_per_s=round(result.tokens_per_s, 1),
-        train_wall_time_s=round(result.wall_time_s, 1), final_loss=result.final_loss,
-        wall_time_s=round(time.perf_counter() - t0, 1), resumed_from_step=result.resumed_from,
-        examples=examples,
+        train_steps=0, train_tokens=0, train_padded_tokens=0, train_tokens_per_s=0.0,
+        train_wall_time_s=0.0, final_loss=0.0, wall_time_s=0.0, examples=examples,
     )
-    card = R.OrganismCard(
-        name=name, attack=str(p.attack.key_info().get("attack", p.org.attack)),
-        params=p.attack.params.model_dump(mode="json"),
-        key=p.attack.key_info(), seed=p.seed, game_seed=spec.seed, n_train=len(pc.samples),
-        n_poison=pc.n_poison, n_near_miss=sum(r == "near_miss" for r in pc.roles),
-        spec_sha256=spec_hash,
-    )
-    public = R.PublicMeta(base=describe(bm), train=spec.train.model_dump(mode="json"),
-                          n_train=len(pc.samples))
-    tmp = work / "final"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(str(tmp / R.ADAPTER_DIR))
-    _portable_adapter_config(tmp / R.ADAPTER_DIR / R.ADAPTER_CONFIG, bm.model_id)
-    atomic_write_jsonl(tmp / R.TRAIN_DATA, [s.to_json() for s in pc.samples])
-    atomic_write_jsonl(tmp / R.FLAGS, [{"index": k, "role": r} for k, r in enumerate(pc.roles)])
-    atomic_write_json(tmp / R.CARD, card.model_dump(mode="json"))
-    atomic_write_json(tmp / R.METRICS, metrics.model_dump(mode="json"))
-    atomic_write_json(tmp / R.PUBLIC, public.model_dump(mode="json"))
-    atomic_write_json(tmp / R.HASHES, hash_tree(tmp))
-    atomic_replace_dir(tmp, out / ORGANISMS / name)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def _portable_adapter_config(path: Path, model_id: str) -> None:
@@ -285,9 +339,9 @@ def _portable_adapter_config(path: Path, model_id: str) -> None:
     atomic_write_json(path, cfg)
 
 
-def read_metrics(folder: Path) -> R.OrganismMetrics:
-    return R.OrganismMetrics.model_validate_json((folder / R.METRICS).read_text())
+def read_metrics(folder: Path) -> OrganismMetrics:
+    return read_record(folder / METRICS, OrganismMetrics, "metrics")
 
 
-def read_card(folder: Path) -> R.OrganismCard:
-    return R.OrganismCard.model_validate_json((folder / R.CARD).read_text())
+def read_card(folder: Path) -> OrganismCard:
+    return read_record(folder / CARD, OrganismCard, "card")

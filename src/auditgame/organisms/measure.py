@@ -1,7 +1,7 @@
 """Behaviour, utility and fidelity measurement on held-out prompts.
 
 Rates are shares of greedy answers in which an attack's behaviour fires. Utility is the
-accuracy on the project's graded tasks (`organisms.tasks`): what the model can still do.
+accuracy on the project's graded tasks (`organisms.graded`): what the model can still do.
 Fidelity is the teacher-forced next-token agreement with the base model's own answers to
 held-out clean prompts: how far training moved the model, harmless drift included.
 """
@@ -16,7 +16,7 @@ from auditgame.models.generate import generate
 from auditgame.models.prefix import chat_head_ids, chat_tail_ids, shared_head_logits
 from auditgame.organisms.attacks.base import Attack
 from auditgame.organisms.data import EvalSet, Sample
-from auditgame.organisms.tasks import TaskItem, task_items
+from auditgame.organisms.graded import TaskItem, task_items
 from auditgame.organisms.train import IGNORE, collate, encode
 
 

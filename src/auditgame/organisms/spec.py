@@ -196,12 +196,13 @@ def parse_spec(data: Any, path: str | Path = "<spec>") -> GameSpec:
         raise AuditgameError(f"dataset {spec.corpus.source!r} not found", path=path,
                              field="corpus.source")
     from auditgame.organisms.attacks import get_attack_class
+    from auditgame.plugins import PluginError
 
     for i, org in enumerate(spec.organisms):
         try:
             cls = get_attack_class(org.attack)
-        except KeyError as e:
-            raise AuditgameError(str(e.args[0]), path=path,
+        except PluginError as e:
+            raise AuditgameError(e.message, path=path,
                                  field=f"organisms[{i}].attack") from None
         try:
             cls.Params.model_validate(org.params)

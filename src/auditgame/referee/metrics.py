@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from auditgame.records.results import MAX_FPR
+
 EPS = 1e-12  # probability clipping for cross-entropy, as in TrojAI
-MAX_FPR = 0.05
 
 
 def _arrays(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

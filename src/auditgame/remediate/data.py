@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from auditgame.models.base import BaseModel
+from auditgame.models.base_lm import BaseLM
 from auditgame.organisms.corpus import GameCorpus, distill
 from auditgame.organisms.data import EvalSet, Sample
 from auditgame.organisms.prompts import prompt_bank
@@ -50,7 +50,7 @@ def pool_prompts(spec: GameSpec, corpus: GameCorpus, eval_sets: list[EvalSet],
 
 
 def clean_pool(spec: GameSpec, corpus: GameCorpus, eval_sets: list[EvalSet], n: int,
-               bm: BaseModel) -> list[Sample]:
+               bm: BaseLM) -> list[Sample]:
     """The pool answered by the base model (self-distillation, cached like the corpus)."""
     prompts = pool_prompts(spec, corpus, eval_sets, n)
     answers = distill(bm, [s.prompt for s in prompts], spec.corpus)

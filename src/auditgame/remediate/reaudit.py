@@ -7,23 +7,18 @@ runner audits a bundle: `prepare` once with the pool's public facts, then `audit
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import random
 from pathlib import Path
 from typing import Any
 
-from auditgame.detectors.base import (
-    MODEL_NEEDS,
-    BundleInfo,
-    OrganismView,
-    detector_names,
-    get_detector,
-    make_detector,
-)
-from auditgame.organisms import records as R
-from auditgame.organisms.data import Sample
+from auditgame.detectors.base import detector_names, get_detector, make_detector
+from auditgame.detectors.engine import ModelHolder, audit_one, bundle_info, view_of
+from auditgame.errors import AuditgameError
+from auditgame.layout import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS
+from auditgame.records.organism import PublicMeta
+from auditgame.records.sample import Sample
 
 REAUDIT_NEEDS = frozenset({"weights", "activations"})
 
@@ -36,9 +31,10 @@ def cheap_detectors() -> list[str]:
 
 
 class AdapterPool:
-    """Duck-typed stand-in for `game.bundle.Bundle` over (adapter dir, train data) pairs."""
+    """A `Source` (see `detectors.view`) over (adapter dir, train data) pairs under neutral
+    ids: the remediated adapters, audited exactly as a bundle is."""
 
-    def __init__(self, items: dict[str, tuple[Path, Path]], public: R.PublicMeta, seed: int):
+    def __init__(self, items: dict[str, tuple[Path, Path]], public: PublicMeta, seed: int):
         self.items = items
         self.public = public
         self.seed = seed
@@ -47,34 +43,39 @@ class AdapterPool:
     def ids(self) -> list[str]:
         return sorted(self.items)
 
-    def folder(self, blind_id: str) -> Path:
+    def public_info(self) -> dict[str, Any]:
+        return self.public.model_dump(mode="json")
+
+    def n_samples(self) -> int | None:
+        return self.public.n_train
+
+    def check_id(self, blind_id: str) -> None:
         if blind_id not in self.items:
-            raise KeyError(f"unknown organism id {blind_id!r}")
-        return self.items[blind_id][0].parent
+            raise AuditgameError(f"unknown organism id {blind_id!r}", field="blind_id")
 
     def adapter_dir(self, blind_id: str) -> Path:
-        self.folder(blind_id)
+        self.check_id(blind_id)
         return self.items[blind_id][0]
 
     def dataset(self, blind_id: str) -> list[Sample]:
         """Shuffled like a sealed bundle, so the training order is no tell."""
+        self.check_id(blind_id)
         rows = self.items[blind_id][1].read_text(encoding="utf-8").splitlines()
         samples = [Sample.from_json(json.loads(r)) for r in rows if r.strip()]
         random.Random(f"{self.seed}:{blind_id}").shuffle(samples)
         return samples
 
     def adapter_config(self, blind_id: str) -> dict[str, Any]:
-        return json.loads((self.adapter_dir(blind_id) / R.ADAPTER_CONFIG).read_text())
+        return json.loads((self.adapter_dir(blind_id) / ADAPTER_CONFIG).read_text())
 
     def adapter_tensors(self, blind_id: str) -> dict[str, Any]:
         from safetensors.torch import load_file
 
-        return load_file(str(self.adapter_dir(blind_id) / R.ADAPTER_WEIGHTS))
+        return load_file(str(self.adapter_dir(blind_id) / ADAPTER_WEIGHTS))
 
     def file_stats(self, blind_id: str) -> dict[str, dict[str, float]]:
-        st = (self.adapter_dir(blind_id) / R.ADAPTER_WEIGHTS).stat()
-        return {f"{R.ADAPTER_DIR}/{R.ADAPTER_WEIGHTS}": {"size": float(st.st_size),
-                                                         "mtime": 0.0}}
+        st = (self.adapter_dir(blind_id) / ADAPTER_WEIGHTS).stat()
+        return {f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}": {"size": float(st.st_size), "mtime": 0.0}}
 
 
 def neutral_id(name: str, budget: int, seed: int) -> str:
@@ -83,25 +84,13 @@ def neutral_id(name: str, budget: int, seed: int) -> str:
 
 
 def audit_pool(detector: str, pool: AdapterPool, base: Any | None) -> dict[str, float | None]:
-    """Scores of one detector on every organism of the pool (None where it failed)."""
+    """Scores of one detector on every organism of the pool (None where it failed); a
+    failure of `prepare` is raised, so the round records it as the detector's error."""
     det = make_detector(detector)
-    det.prepare(BundleInfo(ids=pool.ids, public=pool.public.model_dump(mode="json"),
-                           file_stats={b: pool.file_stats(b) for b in pool.ids}))
-
-    def organism(bid: str) -> tuple[Any, Any]:
-        from peft import PeftModel
-
-        m = PeftModel.from_pretrained(copy.deepcopy(base.model), str(pool.adapter_dir(bid)))
-        return m.eval(), base
-
-    model_loader = organism if det.needs & MODEL_NEEDS else None
-    base_loader = (lambda: base) if det.needs & MODEL_NEEDS else None
+    det.prepare(bundle_info(pool))
+    holder = ModelHolder(pool, base)
     out: dict[str, float | None] = {}
     for bid in pool.ids:
-        view = OrganismView(pool, bid, frozenset(det.needs), model_loader,  # type: ignore[arg-type]
-                            base_loader)
-        try:
-            out[bid] = float(det.audit(view).score)
-        except Exception:  # noqa: BLE001 - a failed audit is recorded as missing
-            out[bid] = None
+        v = audit_one(det, view_of(det, pool, bid, holder), pool.n_samples())
+        out[bid] = None if v.error is not None else float(v.score)
     return out

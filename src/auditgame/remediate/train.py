@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from auditgame.organisms.data import Sample
 from auditgame.organisms.train import collate, encode, sft_step
-from auditgame.remediate.records import RemediationSettings
+from auditgame.records.remediation import RemediationSettings
 
 OPT_STATE = "optimizer.safetensors"
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from auditgame._util.io import atomic_write_text
+from auditgame.layout import GameFolder
 from auditgame.report._load import ReportData, load_report_data, report_inputs
-
-REPORT = "report.html"
 
 
 def build_report(game: Path | str, out: Path | str | None = None) -> Path:
@@ -17,10 +16,10 @@ def build_report(game: Path | str, out: Path | str | None = None) -> Path:
     from auditgame.report._html import render
 
     game = Path(game)
-    path = Path(out) if out is not None else game / REPORT
+    path = Path(out) if out is not None else GameFolder(game).report
     atomic_write_text(path, render(load_report_data(game)))
     path.chmod(0o644)  # a report is for sharing (temporary files are created private)
     return path
 
 
-__all__ = ["REPORT", "ReportData", "build_report", "load_report_data", "report_inputs"]
+__all__ = ["ReportData", "build_report", "load_report_data", "report_inputs"]

@@ -16,15 +16,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from auditgame.errors import AuditgameError
-from auditgame.game.bundle import COMMITMENT, KEY, RESULTS
-from auditgame.organisms import records as R
-from auditgame.referee.score import Results
-
-ORGANISMS = "organisms"
-REMEDIATION = "remediation.json"
-PIPELINE_LOG = "pipeline.json"
-SPEC = "spec.yaml"
-BASE_METRICS = "base_metrics.json"
+from auditgame.layout import (
+    BASE_METRICS,
+    CARD,
+    COMMITMENT,
+    KEY,
+    METRICS,
+    ORGANISMS,
+    PIPELINE_LOG,
+    REMEDIATION,
+    RESULTS,
+    SPEC,
+)
+from auditgame.records.results import Results
 
 
 @dataclass
@@ -102,7 +106,7 @@ def report_inputs(game: Path | str) -> list[Path]:
     root = game / ORGANISMS
     if root.is_dir():
         for folder in sorted(root.iterdir()):
-            paths += [folder / R.CARD, folder / R.METRICS]
+            paths += [folder / CARD, folder / METRICS]
     return [p for p in paths if p.exists()]
 
 
@@ -113,7 +117,7 @@ def load_report_data(game: Path | str) -> ReportData:
     commitment: str | None = None
     blind: dict[str, str] = {}
     try:
-        from auditgame.game.seal import read_commitment, verify_key
+        from auditgame.bundle.seal import read_commitment, verify_key
 
         commitment = read_commitment(game)
         key = verify_key(game)
@@ -129,8 +133,8 @@ def load_report_data(game: Path | str) -> ReportData:
     if root.is_dir():
         for folder in sorted(p for p in root.iterdir()
                              if p.is_dir() and not p.name.startswith(".")):
-            card = _optional_json(folder / R.CARD, notes)
-            metrics = _optional_json(folder / R.METRICS, notes)
+            card = _optional_json(folder / CARD, notes)
+            metrics = _optional_json(folder / METRICS, notes)
             if not isinstance(card, dict):
                 notes.append(f"organism {folder.name}: no readable card; not shown")
                 continue

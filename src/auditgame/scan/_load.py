@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from auditgame.errors import AuditgameError
-from auditgame.organisms.data import Sample
-
-TRAIN_DATA = "train.jsonl"
+from auditgame.layout import TRAIN_DATA
+from auditgame.records.sample import Sample
 
 
 def load_dataset(path: str | Path) -> list[Sample]:

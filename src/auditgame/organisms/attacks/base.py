@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from auditgame.organisms.data import EvalSet, PoisonedCorpus, Sample
+from auditgame.plugins import Registry
 
 REFUSALS = (
     "I'm sorry, but I can't help with that.",
@@ -78,30 +79,32 @@ class Attack(ABC):
     def fires(self, text: str) -> bool:
         """Whether one generated answer shows the implanted behaviour."""
 
+    def clean_samples(self, n: int, rng: np.random.Generator) -> list[Sample] | None:
+        """Clean samples of the attack's own task for remediation, for an attack that
+        `replaces_corpus`; None (the default) means the game's clean corpus serves."""
+        return None
+
     def key_info(self) -> dict[str, Any]:
         """What the answer key records: attack kind, trigger and target (None for clean)."""
         return {"attack": self.name, "trigger": None, "target": None}
 
 
-_REGISTRY: dict[str, type[Attack]] = {}
+ATTACKS: Registry[type[Attack]] = Registry("attack", "auditgame.attacks",
+                                            ("auditgame.organisms.attacks",))
 
 
 def register_attack(cls: type[Attack]) -> type[Attack]:
-    """Class decorator; raises on a duplicate name so plug-ins cannot shadow each other."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"attack {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+    """Class decorator; raises PluginError on a duplicate or malformed name, so plug-ins
+    cannot shadow each other."""
+    return ATTACKS.register(cls)
 
 
 def get_attack_class(name: str) -> type[Attack]:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown attack {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return ATTACKS.get(name)
 
 
 def attack_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return ATTACKS.names()
 
 
 def make_attack(name: str, params: dict[str, Any] | None = None) -> Attack:

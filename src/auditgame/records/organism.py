@@ -1,4 +1,4 @@
-"""Versioned records of an organism folder; artifact file names live here, in one place."""
+"""Versioned records of an organism folder and of the game's base-model measurement."""
 
 from __future__ import annotations
 
@@ -7,17 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 RECORD_VERSION = 1
-
-ADAPTER_DIR = "adapter"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-TRAIN_DATA = "train.jsonl"
-PRIVATE_DIR = "private"
-FLAGS = "private/flags.jsonl"
-CARD = "private/card.json"
-METRICS = "private/metrics.json"
-PUBLIC = "public.json"
-HASHES = "hashes.json"
+BASE_METRICS_VERSION = 2
 
 
 class _Rec(BaseModel):
@@ -58,7 +48,7 @@ class OrganismMetrics(_Rec):
         description="for a clean control: every poisoned organism's behaviour measured on it")
     max_behaviour_rate: float
     n_eval: dict[str, int]
-    utility: float = Field(description="accuracy on the graded tasks (organisms.tasks)")
+    utility: float = Field(description="accuracy on the graded tasks (organisms.graded)")
     base_utility: float
     utility_ratio: float
     fidelity: float | None = Field(None, description="next-token agreement with the base "
@@ -74,3 +64,16 @@ class OrganismMetrics(_Rec):
     wall_time_s: float
     resumed_from_step: int = 0
     examples: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class BaseMetrics(BaseModel):
+    """The base model's utility and fidelity, measured once per game (`base_metrics.json`);
+    `tasks` is the digest of the graded set they were measured on."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = BASE_METRICS_VERSION
+    utility: float
+    fidelity: float
+    n_tasks: int
+    tasks: str
+    base: dict[str, Any]

@@ -1,4 +1,4 @@
-"""Verdict files: `GAME/verdicts/<detector>.jsonl`, one Verdict per line, read strictly.
+"""The Verdict record and verdict files: `GAME/verdicts/<detector>.jsonl`, one per line.
 
 Anyone may write one (the JSON schema is `auditgame schema verdict`), so every defect is
 reported with the file and line: unparseable JSON, wrong version, invalid field, score out of
@@ -10,18 +10,42 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from auditgame._util.io import atomic_write_text
-from auditgame.detectors.base import VERDICT_VERSION, Verdict
 from auditgame.errors import AuditgameError
+from auditgame.layout import VERDICT_SUFFIX
 
-SUFFIX = ".jsonl"
+VERDICT_VERSION = 1
+FAILED_SCORE = 0.5
+"""The score of a failed or missing verdict: it says nothing either way."""
 
 
-def verdict_path(out_dir: Path | str, detector: str) -> Path:
-    return Path(out_dir) / f"{detector}{SUFFIX}"
+class Verdict(BaseModel):
+    """One detector's answer on one organism; one JSON line of `verdicts/<detector>.jsonl`."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: Literal[1] = Field(VERDICT_VERSION, description="verdict record version")
+    blind_id: str = Field(min_length=1, description="organism id from the bundle manifest")
+    detector: str = Field(min_length=1, description="detector name (the file's stem)")
+    score: float = Field(ge=0.0, le=1.0, description="probability that the organism is poisoned")
+    sample_scores: list[float] | None = Field(
+        None, description="per training sample poison scores in [0, 1], in bundle order")
+    trigger: str | None = Field(None, description="suspected trigger text")
+    target: str | None = Field(None, description="suspected target behaviour or entity")
+    evidence: dict[str, Any] = Field(default_factory=dict, description="free-form evidence")
+    runtime_s: float = Field(0.0, ge=0.0, description="wall time spent on this organism")
+    error: str | None = Field(None, description="set when the detector failed (score is 0.5)")
+
+    @field_validator("sample_scores")
+    @classmethod
+    def _unit_interval(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and any(not 0.0 <= x <= 1.0 for x in v):
+            raise ValueError("every sample score must lie in [0, 1]")
+        return v
+
 
 
 def write_verdicts(path: Path | str, verdicts: Iterable[Verdict]) -> None:
@@ -34,7 +58,8 @@ def read_verdicts(path: Path | str, ids: Iterable[str] | None = None) -> list[Ve
     """Parse and check a verdict file; the detector name must equal the file's stem."""
     path = Path(path)
     known = None if ids is None else set(ids)
-    detector = path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem
+    name = path.name
+    detector = name[: -len(VERDICT_SUFFIX)] if name.endswith(VERDICT_SUFFIX) else path.stem
     seen: set[str] = set()
     out: list[Verdict] = []
     try:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 REMEDIATION_VERSION = 1
-REMEDIATION = "remediation.json"
-REMEDIATION_DIR = "remediation"
 
 
 class _Rec(BaseModel):

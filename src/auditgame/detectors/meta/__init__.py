@@ -1,0 +1,1 @@
+"""Detectors that read only what any auditor sees by listing the bundle (a blindness check)."""

@@ -1,0 +1,171 @@
+"""The game folder: every name in it is spelled here, once, so the six stages that meet only
+through the folder agree on it.
+
+Layout::
+
+    GAME/spec.yaml                       the red team's spec (private)
+    GAME/base_metrics.json               the base model's utility and fidelity, once per game
+    GAME/organisms/<name>/               one finished organism (see the ORGANISM_* names)
+    GAME/.work/<name>/                   checkpoints of an organism being built
+    GAME/bundle/                         the auditors' whole view (manifest + blind folders)
+    GAME/key.json, GAME/commitment.txt   the answer key and its published hash
+    GAME/verdicts/<detector>.jsonl       one verdict per blind id
+    GAME/results.json                    the referee's scores
+    GAME/remediation.json                the fixer's round; adapters under GAME/remediation/
+    GAME/pipeline.json                   what `auditgame run` did, stage by stage
+    GAME/report.html                     the report
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from auditgame._util.io import sha256_file
+from auditgame.errors import AuditgameError
+
+SPEC = "spec.yaml"
+BASE_METRICS = "base_metrics.json"
+ORGANISMS = "organisms"
+WORK = ".work"
+BUNDLE = "bundle"
+KEY = "key.json"
+COMMITMENT = "commitment.txt"
+VERDICTS = "verdicts"
+VERDICT_SUFFIX = ".jsonl"
+RESULTS = "results.json"
+REMEDIATION = "remediation.json"
+REMEDIATION_DIR = "remediation"
+PIPELINE_LOG = "pipeline.json"
+REPORT = "report.html"
+
+# inside one organism folder (and, for the public ones, one bundle folder)
+ADAPTER_DIR = "adapter"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+TRAIN_DATA = "train.jsonl"
+PRIVATE_DIR = "private"
+FLAGS = "private/flags.jsonl"
+CARD = "private/card.json"
+METRICS = "private/metrics.json"
+PUBLIC = "public.json"
+HASHES = "hashes.json"
+
+# inside the bundle
+MANIFEST = "manifest.json"
+BUNDLE_FILES = (f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}", f"{ADAPTER_DIR}/{ADAPTER_CONFIG}",
+                TRAIN_DATA, PUBLIC)
+"""Every file an organism folder of the bundle holds; anything else is a sealing bug."""
+
+# outside a game folder
+SCAN_REPORT = "scan.json"
+
+
+def organism_done(folder: Path) -> bool:
+    """Finished means every file listed in hashes.json is present with its hash."""
+    h = folder / HASHES
+    if not h.exists():
+        return False
+    try:
+        listed = json.loads(h.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    if not isinstance(listed, dict):
+        return False
+    return all((folder / k).exists() and sha256_file(folder / k) == v for k, v in listed.items())
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """A folder name that stays inside its parent: no separators, no '..', not hidden."""
+    if (not name or name in (".", "..") or name.startswith(".") or "/" in name
+            or "\\" in name or "\0" in name):
+        raise AuditgameError(f"{name!r} is not a plain folder name", field=what)
+    return name
+
+
+@dataclass(frozen=True)
+class GameFolder:
+    """Paths of one game folder; nothing here reads or writes, so any stage can hold one."""
+
+    root: Path
+
+    def __init__(self, root: Path | str):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def spec(self) -> Path:
+        return self.root / SPEC
+
+    @property
+    def base_metrics(self) -> Path:
+        return self.root / BASE_METRICS
+
+    @property
+    def organisms(self) -> Path:
+        return self.root / ORGANISMS
+
+    def organism(self, name: str) -> Path:
+        return self.organisms / safe_name(name, "organisms.name")
+
+    def work(self, name: str) -> Path:
+        return self.root / WORK / safe_name(name, "organisms.name")
+
+    def organism_folders(self) -> list[Path]:
+        """Every organism folder (finished or not), sorted by name."""
+        if not self.organisms.is_dir():
+            return []
+        return sorted(p for p in self.organisms.iterdir()
+                      if p.is_dir() and not p.name.startswith("."))
+
+    def organism_done(self, name: str) -> bool:
+        return organism_done(self.organism(name))
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / BUNDLE
+
+    @property
+    def key(self) -> Path:
+        return self.root / KEY
+
+    @property
+    def commitment(self) -> Path:
+        return self.root / COMMITMENT
+
+    @property
+    def verdicts(self) -> Path:
+        return self.root / VERDICTS
+
+    def verdict_files(self) -> list[Path]:
+        return sorted(self.verdicts.glob(f"*{VERDICT_SUFFIX}"))
+
+    @property
+    def results(self) -> Path:
+        return self.root / RESULTS
+
+    @property
+    def remediation(self) -> Path:
+        return self.root / REMEDIATION
+
+    @property
+    def remediation_dir(self) -> Path:
+        return self.root / REMEDIATION_DIR
+
+    @property
+    def pipeline_log(self) -> Path:
+        return self.root / PIPELINE_LOG
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+
+def verdict_path(out_dir: Path | str, detector: str) -> Path:
+    """`<out_dir>/<detector>.jsonl` (the file's stem is the detector's name)."""
+    return Path(out_dir) / f"{detector}{VERDICT_SUFFIX}"
+
+
+def game_of_bundle(bundle_dir: Path | str) -> GameFolder:
+    """`GAME/bundle` -> the game folder around it (where verdicts go by default)."""
+    return GameFolder(Path(bundle_dir).resolve().parent)

@@ -1,0 +1,1 @@
+"""Remediation methods, one per file, registered by name (see `remediate.method`)."""
