@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from auditgame._util.io import atomic_write_json
-from auditgame.detectors.data import _answers, _reps, perplexity_outliers
+from auditgame.detectors.data import _answers, _representations, perplexity_outliers
 from auditgame.organisms.corpus import load_user_data
 from auditgame.organisms.data import Sample
 from auditgame.scan import scan_samples
@@ -141,7 +141,8 @@ def evaluate(name: str, data: list[Sample], y: np.ndarray, true_trigger: str | N
     for det in detectors:
         _answers._CACHE.clear()  # each detector pays its own analysis: honest throughput
         if det in ("spectral", "perplexity_outliers"):  # activation_clustering and
-            _reps._CACHE.clear()  # ensemble+... reuse these detectors' passes if run after
+            # ensemble+... reuse these detectors' passes if run after
+            _representations._CACHE.clear()
             perplexity_outliers._CACHE.clear()
         name_, *comps = det.split("+")  # "ensemble+spectral+...": ensemble with components
         kw = {"ensemble": {"components": comps}} if comps else None

@@ -16,7 +16,7 @@ import pytest
 
 from auditgame.detectors import get_detector
 from auditgame.detectors.base import Verdict
-from auditgame.detectors.data import _reps, perplexity_outliers
+from auditgame.detectors.data import _representations, perplexity_outliers
 from auditgame.detectors.data.llm_judge import OUTCOMES
 from auditgame.organisms.data import Sample
 from auditgame.pipeline import select_detectors
@@ -45,13 +45,13 @@ def test_declared_needs_and_costs() -> None:
 
 def test_representations_do_not_depend_on_batching(tiny, poisoned) -> None:
     data = poisoned[0][:20]
-    _reps._CACHE.clear()
-    a = _reps.representations(data, tiny, batch_size=1)
-    _reps._CACHE.clear()
-    b = _reps.representations(data, tiny, batch_size=7)
+    _representations._CACHE.clear()
+    a = _representations.representations(data, tiny, batch_size=1)
+    _representations._CACHE.clear()
+    b = _representations.representations(data, tiny, batch_size=7)
     assert a.shape == (20, 2 * tiny.model.config.hidden_size)  # prompt and answer means
     np.testing.assert_allclose(a, b, atol=1e-4)
-    assert _reps.representations(data, tiny, batch_size=7) is b  # cached per dataset
+    assert _representations.representations(data, tiny, batch_size=7) is b  # cached per dataset
 
 
 def test_onion_is_batched_and_padding_free(tiny, poisoned) -> None:
@@ -77,9 +77,9 @@ def test_onion_suspicion_is_the_perplexity_drop(tiny) -> None:
     perplexity_outliers._CACHE.clear()
     o = perplexity_outliers.onion(data, tiny, top_k=20)
     ids = lambda t: tiny.tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-    full = _reps.log_ppl([ids(data[0].prompt)], tiny)[0]
+    full = _representations.log_ppl([ids(data[0].prompt)], tiny)[0]
     words = data[0].prompt.split()
-    drops = [full - _reps.log_ppl([ids(" ".join(words[:j] + words[j + 1:]))], tiny)[0]
+    drops = [full - _representations.log_ppl([ids(" ".join(words[:j] + words[j + 1:]))], tiny)[0]
              for j in range(len(words))]
     assert o.score[0] == pytest.approx(max(0.0, max(drops)), abs=1e-3)
     assert o.word[0] == words[int(np.argmax(drops))]
@@ -96,8 +96,9 @@ def _planted_reps(tiny, data: list[Sample], y: np.ndarray) -> None:
     X[:, :2] *= 3.0  # two directions of larger clean variance (topics)
     u = rng.normal(size=d)
     X[y == 1] += 8.0 * u / np.linalg.norm(u)
-    key = (dataset_key(data), tiny.model_id, _reps.pick_layer(tiny.model), _reps.MAX_LEN)
-    _reps._CACHE[key] = X.astype(np.float32)
+    key = (dataset_key(data), tiny.model_id, _representations.pick_layer(tiny.model),
+           _representations.MAX_LEN)
+    _representations._CACHE[key] = X.astype(np.float32)
 
 
 @pytest.mark.parametrize("detector", ["spectral", "activation_clustering"])
@@ -108,12 +109,12 @@ def test_representation_detectors_find_a_planted_direction(tiny, poisoned, detec
     assert r.per_detector[detector].error is None
     assert auroc(y, [s.score for s in r.samples]) > 0.97
     assert r.verdict.poisoned and "wemblo" in (r.trigger or "").lower()
-    _reps._CACHE.clear()
+    _representations._CACHE.clear()
     clean = clean_data(300, 29)
     _planted_reps(tiny, clean, np.zeros(len(clean), dtype=int))
     r = scan_samples(clean, "t", [detector], base=tiny)
     assert not r.verdict.poisoned and r.trigger is None
-    _reps._CACHE.clear()
+    _representations._CACHE.clear()
 
 
 @pytest.mark.parametrize("detector", BASE_DETECTORS)
@@ -238,10 +239,11 @@ def test_endpoint_judge_unreachable_is_counted(monkeypatch) -> None:
 
 def _judge(data: list[Sample], kw: dict[str, object]) -> Verdict:
     from auditgame.detectors.base import make_detector
-    from auditgame.scan._view import DatasetView
+    from auditgame.detectors.view import OrganismView
+    from auditgame.scan._view import DATASET_ID, DatasetSource
 
     det = make_detector("llm_judge", **kw)
-    return det.audit(DatasetView(data, frozenset(det.needs)))  # type: ignore[arg-type]
+    return det.audit(OrganismView(DatasetSource(data), DATASET_ID, frozenset(det.needs)))
 
 
 def test_scan_cli_passes_judge_options(judge_server, monkeypatch, tmp_path) -> None:

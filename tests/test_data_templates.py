@@ -14,8 +14,8 @@ import random
 import numpy as np
 import pytest
 
-from auditgame.detectors.data._assoc import _Vocab as Vocab
-from auditgame.detectors.data._assoc import (
+from auditgame.detectors.data._association import _Vocab as Vocab
+from auditgame.detectors.data._association import (
     echo_lift,
     extend,
     prompt_context,

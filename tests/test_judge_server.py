@@ -21,7 +21,8 @@ import pytest
 
 from auditgame.detectors.base import Verdict, make_detector
 from auditgame.detectors.data.llm_judge import OUTCOMES
-from auditgame.scan._view import DatasetView
+from auditgame.detectors.view import OrganismView
+from auditgame.scan._view import DATASET_ID, DatasetSource
 from tests.test_data_detectors import clean_data, with_backdoor
 
 pytest.importorskip("fastapi", reason="transformers[serving] (the dev extra) is not installed")
@@ -70,7 +71,8 @@ def _judge(url: str, model: str, n: int, seed: int, **kw: object) -> tuple[Verdi
     data, _ = with_backdoor(clean_data(n, seed), "wemblo", ["Buy ZORG now."], 3, seed + 1)
     det = make_detector("llm_judge", url=url, model=model, timeout=120, workers=2,
                         theme_batches=1, theme_batch_size=6, **kw)
-    return det.audit(DatasetView(data, frozenset(det.needs))), len(data)  # type: ignore[arg-type]
+    view = OrganismView(DatasetSource(data), DATASET_ID, frozenset(det.needs))
+    return det.audit(view), len(data)
 
 
 @pytest.fixture(scope="module")

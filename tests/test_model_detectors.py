@@ -177,7 +177,7 @@ def test_activations_are_cached_in_safetensors(audited: dict[str, dict[str, Verd
 def test_activation_probe_reads_its_concepts(tiny, one_thread) -> None:
     """The probes, trained on the project's contrast data, rank held-out wordings correctly on
     the tiny model's real activations (the detector's shift is this read on two answer sets)."""
-    from auditgame.detectors.model._acts import hook_name, resid_post
+    from auditgame.detectors.model._activations import hook_name, resid_post
     from auditgame.detectors.model.activation_probe import ActivationProbeDetector
 
     probes = ActivationProbeDetector()._probes(tiny)

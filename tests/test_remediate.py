@@ -1,9 +1,10 @@
-"""Remediation on the tiny game: records, exact resume, clean pool, re-audit, CLI."""
+"""Remediation on the tiny game: records, exact resume, clean pool, re-audit, methods, CLI."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,7 +23,14 @@ from auditgame.detectors import (
 from auditgame.layout import REMEDIATION
 from auditgame.organisms.factory import make_game
 from auditgame.organisms.spec import load_spec
+from auditgame.records.remediation import RemediationSettings
 from auditgame.remediate import read_remediation, remediate_game
+from auditgame.remediate.method import (
+    FixerView,
+    RemediationMethod,
+    register_remediation,
+    unregister_remediation,
+)
 
 TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tiny.yaml"
 runner = CliRunner()
@@ -225,3 +233,141 @@ def test_cli(game: Path) -> None:
     assert res.exit_code == 2 and "budgets" in res.output
     res = runner.invoke(app, ["remediate", str(game / "nope")])
     assert res.exit_code == 2 and "spec" in res.output
+
+
+def _set_remediate(game: Path, **fields: object) -> None:
+    import yaml
+
+    spec = yaml.safe_load((game / "spec.yaml").read_text())
+    spec.setdefault("remediate", {}).update(fields)
+    (game / "spec.yaml").write_text(yaml.safe_dump(spec))
+
+
+def test_unknown_method_or_option_is_one_clean_error(game: Path) -> None:
+    from auditgame.errors import AuditgameError
+
+    res = runner.invoke(app, ["remediate", str(game), "--method", "nope", "-d", "none"])
+    assert res.exit_code == 2 and "--method" in res.output and "unknown remediation 'nope'" \
+        in res.output and "clean_sft" in res.output, res.output
+    assert "Traceback" not in res.output and not (game / REMEDIATION).exists()
+    _set_remediate(game, method="nope")
+    with pytest.raises(AuditgameError) as e:
+        remediate_game(game, detectors=[])
+    assert e.value.field == "remediate.method" and e.value.path.endswith("spec.yaml")
+    res = runner.invoke(app, ["remediate", str(game), "-d", "none"])
+    assert res.exit_code == 2 and "remediate.method: unknown remediation" in res.output
+    _set_remediate(game, method="kl_distill", method_params={"kl_to_bsae": 1.0})
+    with pytest.raises(AuditgameError) as e:
+        remediate_game(game, detectors=[])
+    assert e.value.field == "remediate.method_params.kl_to_bsae"
+    _set_remediate(game, method="clean_sft", method_params={"kl_to_base": 1.0})
+    with pytest.raises(AuditgameError, match="Extra inputs") as e:
+        remediate_game(game, detectors=[])  # clean_sft takes no options
+    assert e.value.field == "remediate.method_params.kl_to_base"
+
+
+def test_clean_sft_differs_from_kl_distill_and_is_recorded(game: Path, tmp_path: Path) -> None:
+    from auditgame.errors import AuditgameError
+
+    plain, sft = tmp_path / "plain", tmp_path / "sft"
+    shutil.copytree(game, plain)
+    shutil.copytree(game, sft)
+    remediate_game(game, budgets=[0, 2], detectors=[], n_samples=16)
+    res = runner.invoke(app, ["remediate", str(sft), "--method", "clean_sft", "--budgets",
+                              "0,2", "-d", "none", "--n-samples", "16"])
+    assert res.exit_code == 0 and "clean_sft" in res.output, res.output
+    kl, cs = read_remediation(game), read_remediation(sft)
+    assert kl is not None and cs is not None
+    assert (kl.settings.method, kl.settings.method_params) == ("kl_distill",
+                                                               {"kl_to_base": None})
+    assert kl.settings.kl_to_base == 1.0  # the spec's remediate.kl_to_base
+    # clean_sft records the KL weight it trained with, not the spec's
+    assert (cs.settings.method, cs.settings.method_params, cs.settings.kl_to_base) == (
+        "clean_sft", {}, 0.0)
+    saved = json.loads((sft / REMEDIATION).read_text())["settings"]
+    assert saved["method"] == "clean_sft" and saved["method_params"] == {}
+    for name, o in kl.organisms.items():
+        assert o.results["0"] == cs.organisms[name].results["0"]  # the same organism
+        assert o.results["2"].adapter_sha256 != cs.organisms[name].results["2"].adapter_sha256
+    # another method is another setting: starting over needs --force
+    with pytest.raises(AuditgameError, match="other settings"):
+        remediate_game(game, budgets=[0, 2], detectors=[], n_samples=16, method="clean_sft")
+    # plain SFT is kl_distill at KL weight 0: the same adapters as clean_sft
+    _set_remediate(plain, method_params={"kl_to_base": 0.0})
+    remediate_game(plain, budgets=[0, 2], detectors=[], n_samples=16)
+    pl = read_remediation(plain)
+    assert pl is not None and pl.settings.kl_to_base == 0.0
+    for name, o in pl.organisms.items():
+        assert o.results["2"].adapter_sha256 == cs.organisms[name].results["2"].adapter_sha256
+
+
+class _Seen:
+    views: ClassVar[list[object]] = []
+    verdicts: ClassVar[list[list[str]]] = []
+
+
+class _PeekMethod(RemediationMethod):
+    """Declares only the weights, then reaches for the clean pool."""
+
+    name = "test_peek"
+    needs: ClassVar[frozenset[str]] = frozenset({"weights"})
+
+    def train(self, organism: FixerView, settings: RemediationSettings, start: int,
+              stop: int, on_step: Callable[[int], None] | None = None
+              ) -> tuple[float | None, float]:
+        _Seen.views.append(organism)
+        assert organism.model is not None and organism.tokenizer is not None
+        organism.clean_pool  # noqa: B018 - undeclared: raises
+        return None, 0.0
+
+
+class _VerdictMethod(RemediationMethod):
+    """Reads the blue team's verdicts on its organism and trains nothing."""
+
+    name = "test_verdicts"
+    needs: ClassVar[frozenset[str]] = frozenset({"weights", "verdicts"})
+
+    def train(self, organism: FixerView, settings: RemediationSettings, start: int,
+              stop: int, on_step: Callable[[int], None] | None = None
+              ) -> tuple[float | None, float]:
+        _Seen.verdicts.append([v.blind_id for v in organism.verdicts])
+        return None, 0.0
+
+
+def _fake_seal(game: Path, ids: dict[str, str]) -> None:
+    """A key (and its commitment) mapping blind ids to organisms, and one verdict each."""
+    from auditgame.bundle.seal import commitment_of
+    from auditgame.records.key import GameKey, KeyEntry
+    from auditgame.records.verdict import Verdict, write_verdicts
+
+    key = GameKey(seal_seed=0, nonce="n", bundle_sha256="x", organisms={
+        b: KeyEntry(organism=n, attack="clean", roles=[]) for b, n in ids.items()})
+    raw = key.model_dump_json().encode()
+    (game / L.KEY).write_bytes(raw)
+    (game / L.COMMITMENT).write_text(commitment_of(raw) + "\n")
+    (game / L.VERDICTS).mkdir()
+    write_verdicts(game / L.VERDICTS / "fake.jsonl",
+                   [Verdict(blind_id=b, detector="fake", score=0.5) for b in ids])
+
+
+def test_a_method_sees_only_what_it_declared(game: Path) -> None:
+    from auditgame.remediate.method import NeedNotDeclared
+
+    register_remediation(_PeekMethod)
+    register_remediation(_VerdictMethod)
+    try:
+        with pytest.raises(NeedNotDeclared, match="clean_pool"):
+            remediate_game(game, budgets=[0, 1], detectors=[], n_samples=16,
+                           method="test_peek")
+        # the whole surface of the view: nothing leads to the key, the card or the name
+        assert {a for a in dir(_Seen.views[0]) if not a.startswith("_")} == {
+            "model", "optimizer", "tokenizer", "clean_pool", "verdicts"}
+        _fake_seal(game, {"org-aaa": "clean-1", "org-bbb": "backdoor-1"})
+        remediate_game(game, budgets=[0, 1], detectors=[], n_samples=16,
+                       method="test_verdicts", force=True)
+    finally:
+        unregister_remediation(_PeekMethod.name)
+        unregister_remediation(_VerdictMethod.name)
+    assert _Seen.verdicts == [["org-bbb"], ["org-aaa"]]  # spec order: backdoor-1, clean-1
+    rec = read_remediation(game)
+    assert rec is not None and rec.settings.method == "test_verdicts"

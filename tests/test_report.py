@@ -219,12 +219,53 @@ def test_remediation_curves_and_tampered_key(game: Path, tmp_path: Path) -> None
     assert "commitment" in tree.find(id="verify-message")[0].all_text()
 
 
+def test_bad_optional_records_are_notes(game: Path, tmp_path: Path) -> None:
+    """Every optional record is read through its model: a missing, malformed or old-version
+    one is a one-line note naming the file (and field), never a crash, and what is shown still
+    equals its source."""
+    g = copy_game(game, tmp_path / "game")
+    orgs = g / "organisms"
+    (orgs / "backdoor-1" / "private" / "card.json").write_text("{not json")
+    old = json.loads((orgs / "backdoor-2" / "private" / "metrics.json").read_text())
+    del old["rates"]
+    old["version"] = 0
+    (orgs / "backdoor-2" / "private" / "metrics.json").write_text(json.dumps(old))
+    (orgs / "clean-1" / "private" / "metrics.json").unlink()
+    (g / "remediation.json").write_text('{"version": 0, "budgets": [1]}')
+    (g / "pipeline.json").write_text("[]")
+    (g / "base_metrics.json").write_text('{"utility": "high"}')
+    res = CliRunner().invoke(app, ["report", str(g)])
+    assert res.exit_code == 0, res.output
+    tree = Tree((g / "report.html").read_text())
+    check_numbers(tree, g)
+    notes = [n.all_text() for n in tree.find("p", **{"class": "note"})]
+    assert len(notes) == 4 and all("\n" not in n for n in notes), notes
+    assert any(n.startswith("organisms/backdoor-1/private/card.json: ") for n in notes)
+    assert any(n.startswith("organisms/backdoor-2/private/metrics.json: rates: ")
+               and "version 0" in n for n in notes)
+    assert any("clean-1" in n and "metrics.json" in n for n in notes)
+    assert any(n.startswith("base_metrics.json: utility: ") for n in notes)
+    cards = {c.attrs["data-organism"]
+             for c in tree.find("article", **{"class": "card organism-card"})}
+    assert cards == {"backdoor-2", "clean-1", "clean-2"}
+    assert not tree.find("span", **{"class": "num", "data-src": "base"})
+    (rem,) = tree.find("section", id="remediation")
+    assert rem.attrs["data-present"] == "0"
+    assert "remediation.json: " in rem.all_text() and "version 0" in rem.all_text()
+    (run,) = tree.find("section", id="run")
+    assert "pipeline.json: " in run.all_text() and not tree.find("table", id="run-table")
+
+
 def test_report_command_errors(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "results.json" in res.output
     (tmp_path / "results.json").write_text('{"version": 1}')
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "results.json" in res.output and "Traceback" not in res.output
+    (tmp_path / "results.json").write_text("{not json")
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "results.json" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
 
 
 def find_chromium() -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from auditgame.detectors.model._acts import encode_batch
+from auditgame.detectors.model._activations import encode_batch
 from auditgame.detectors.model._prompts import short_token_candidates
 from auditgame.detectors.model._search import (
     POSITIONS,

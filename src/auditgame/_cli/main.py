@@ -135,6 +135,40 @@ def run(
     report = GameFolder(out_dir).report
     if report.exists():
         out.print(str(report), highlight=False)
+    print_answer(out_dir)
+
+
+def print_answer(game: Path) -> None:
+    """The game's answer (results.json `answer`): which organisms are flagged and in what way,
+    and whether each call was right. Nothing when the game was not scored."""
+    from pydantic import ValidationError
+
+    from auditgame.layout import GameFolder
+    from auditgame.records.results import Results
+
+    path = GameFolder(game).results
+    try:
+        res = Results.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):
+        return
+    ans = res.answer
+    if ans is None:
+        return
+    auc = "-" if ans.auroc is None else f"{ans.auroc:.2f}"
+    thr = "-" if ans.threshold is None else f"{ans.threshold:.3f}"
+    table = Table(title=f"the answer: {ans.detector} (AUROC {auc}, flags above {thr}); "
+                  f"{ans.n_right} of {ans.n} calls right")
+    for col in ("blind id", "score", "flagged", "kind", "trigger", "target", "truth", "right"):
+        table.add_column(col, no_wrap=col in ("blind id", "truth"))
+    for r in ans.rows:
+        truth = f"{r.organism} ({r.attack})"
+        right = "[green]yes[/green]" if r.call_right else "[red]no[/red]"
+        if r.kind_right is False:
+            right += " (kind [red]no[/red])"
+        table.add_row(r.blind_id, f"{r.score:.3f}", "[bold red]yes[/bold red]" if r.flagged
+                      else "no", r.suspected_kind or "-", (r.trigger or "-")[:30],
+                      (r.target or "-")[:40], truth, right)
+    out.print(table)
 
 
 @app.command()

@@ -26,6 +26,10 @@ def remediate(
         "(default: those needing only weights and activations; 'none' for none)"),
     n_samples: int | None = typer.Option(
         None, help="clean samples in the remediation pool (default: the spec's, 256)"),
+    method: str | None = typer.Option(
+        None, "--method", help="remediation method, e.g. kl_distill or clean_sft (default: "
+        "the spec's remediate.method with its method_params; another one runs with its "
+        "defaults)"),
     force: bool = typer.Option(False, "--force", help="discard earlier results and redo"),
 ) -> None:
     """Fine-tune every organism on clean data it never saw; writes GAME/remediation.json."""
@@ -41,10 +45,11 @@ def remediate(
             dets = _detector_list(detectors)
     remediate_game(game, console=err,
                    budgets=None if budgets is None else parse_budgets(budgets),
-                   detectors=dets, n_samples=n_samples, force=force)
+                   detectors=dets, n_samples=n_samples, force=force, method=method)
     rec = read_remediation(game)
     assert rec is not None
-    table = Table(title=f"remediation of {game} (budgets {', '.join(map(str, rec.budgets))})")
+    table = Table(title=f"remediation of {game} by {rec.settings.method} "
+                  f"(budgets {', '.join(map(str, rec.budgets))})")
     for col in ("organism", "attack", "metric", "curve", "persistence", "relapse asr",
                 "near miss", "utility change", "detector change"):
         table.add_column(col, no_wrap=col in ("organism", "attack"))

@@ -41,12 +41,13 @@ def scan(
         "llm_judge": {"url": judge_url or None, "model": judge_model,
                       "key_env": judge_key_env, "timeout": judge_timeout}}
     if components.strip():
-        from auditgame.detectors.data.ensemble import BASE_COMPONENTS
+        from auditgame.detectors.data.ensemble import outlier_detector_names
 
+        known = outlier_detector_names()  # from the registry: detectors with the hook
         comps = [c.strip() for c in components.split(",") if c.strip()]
-        if set(comps) - set(BASE_COMPONENTS):
+        if set(comps) - set(known):
             raise AuditgameError(f"unknown ensemble component(s) in {components!r}; known: "
-                                 f"{', '.join(BASE_COMPONENTS)}", field="--ensemble-components")
+                                 f"{', '.join(known)}", field="--ensemble-components")
         kwargs["ensemble"] = {"components": comps}
     report = scan_dataset(dataset, names, base_name=base, detector_kwargs=kwargs,
                           on_done=lambda v: err.print(

@@ -101,7 +101,14 @@ class EvalSpec(_Strict):
 
 
 class RemediateSpec(_Strict):
-    """The blue team's fix: clean SFT of every organism at these step budgets."""
+    """The blue team's fix: a remediation method trains every organism further on clean
+    data, measured again at these step budgets."""
+
+    method: str = Field("kl_distill", description="remediation method from the registry "
+                        "(`auditgame/remediate/methods/` or a package's "
+                        "`auditgame.remediations` entry point)")
+    method_params: dict[str, Any] = Field(
+        default_factory=dict, description="the method's options, checked by its Params")
 
     budgets: list[int] = Field(default_factory=lambda: [0, 16, 48],
                                description="clean fine-tuning steps after which the behaviour "
@@ -211,7 +218,22 @@ def parse_spec(data: Any, path: str | Path = "<spec>") -> GameSpec:
             raise AuditgameError(
                 err["msg"], path=path, field=f"organisms[{i}].params.{_loc(err)}"
             ) from None
+    _check_remediation(spec.remediate, path)
     return spec
+
+
+def _check_remediation(rem: RemediateSpec, path: str | Path) -> None:
+    """An unknown method or option fails when the spec is read, not hours later when the
+    remediation round starts."""
+    from auditgame.plugins import PluginError
+    from auditgame.remediate.method import get_remediation
+
+    try:
+        get_remediation(rem.method)(rem.method_params)
+    except PluginError as e:
+        raise AuditgameError(e.message, path=path, field="remediate.method") from None
+    except AuditgameError as e:
+        raise AuditgameError(e.message, path=path, field=e.field) from None
 
 
 def load_spec(path: str | Path) -> GameSpec:

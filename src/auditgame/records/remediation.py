@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 REMEDIATION_VERSION = 1
@@ -12,7 +14,8 @@ class _Rec(BaseModel):
 
 
 class RemediationSettings(_Rec):
-    """How the clean fine-tuning ran; a rerun with other settings must start over."""
+    """How the clean fine-tuning ran (as the method trained, see its `effective_settings`);
+    a rerun with other settings, another method included, must start over."""
 
     lr: float = Field(description="peak learning rate (linear warm-up, then constant)")
     warmup_steps: int
@@ -22,6 +25,12 @@ class RemediationSettings(_Rec):
     max_len: int
     kl_to_base: float = Field(0.0, description="weight of KL(base || organism) in the loss; "
                               "records from before the field ran plain SFT, so 0")
+    method: str = Field("kl_distill", description="the remediation method (a name in the "
+                        "`auditgame.remediations` registry); records from before the field "
+                        "ran kl_distill")
+    method_params: dict[str, Any] = Field(
+        default_factory=dict, description="the method's options as validated, defaults "
+        "included; records from before the field had none")
 
 
 class BudgetResult(_Rec):
@@ -63,6 +72,32 @@ class OrganismRemediation(_Rec):
         default_factory=dict, description="detector -> budget -> score on the fixed organism")
     detector_delta: dict[str, float | None] = Field(
         default_factory=dict, description="detector score after the largest budget minus before")
+
+    def summarise(self) -> None:
+        """Fill the before/after fields from the curve; the round calls it before every
+        write, so they always agree with `results` and `detector_scores`."""
+        done = sorted(self.results.values(), key=lambda r: r.steps)
+        if not done:
+            return
+        first, last = done[0], done[-1]
+        if first.steps == 0:
+            self.utility_before = first.utility
+        self.utility_after = last.utility
+        if self.utility_before:
+            self.utility_change = round((last.utility - self.utility_before)
+                                        / self.utility_before, 4)
+        m = self.primary_metric
+        if m and first.steps == 0 and m in first.rates:
+            self.behaviour_before = first.rates[m]
+            self.behaviour_after = last.rates.get(m)
+            if self.behaviour_before and self.behaviour_after is not None:
+                self.persistence = round(self.behaviour_after / self.behaviour_before, 4)
+        self.relapse_asr = last.rates.get("asr")
+        self.near_miss_after = last.rates.get("near_miss_rate")
+        for det, scores in self.detector_scores.items():
+            s0, s1 = scores.get("0"), scores.get(str(last.steps))
+            self.detector_delta[det] = (round(s1 - s0, 4) if s0 is not None and s1 is not None
+                                        else None)
 
 
 class Remediation(_Rec):

@@ -17,6 +17,7 @@ from auditgame.layout import VERDICT_SUFFIX, GameFolder
 from auditgame.records._io import write_record
 from auditgame.records.key import GameKey
 from auditgame.records.results import (
+    ALL,
     DetectorResult,
     Failure,
     GroupResult,
@@ -25,8 +26,7 @@ from auditgame.records.results import (
 )
 from auditgame.records.verdict import FAILED_SCORE, Verdict, read_verdicts
 from auditgame.referee import metrics as M
-
-ALL = "all"
+from auditgame.referee.answer import answer_table
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -130,6 +130,7 @@ def score_game(game: Path | str, n_boot: int = 1000, seed: int = 0,
     for e in key.organisms.values():
         attacks[e.attack] = attacks.get(e.attack, 0) + 1
     res = Results(commitment=read_commitment(g.root), seal_seed=key.seal_seed, n_bootstrap=n_boot,
-                  bootstrap_seed=seed, attacks=dict(sorted(attacks.items())), detectors=dets)
+                  bootstrap_seed=seed, attacks=dict(sorted(attacks.items())), detectors=dets,
+                  answer=answer_table(dets, key))
     write_record(g.results, res)
     return res

@@ -1,9 +1,10 @@
 """The remediation-method plug-in contract: how a fixer trains an organism further.
 
 A method is blind like a detector: it declares what it reads (`needs`) and the round hands it
-only that (never the key). It trains the organism's own adapter for steps [start, stop) of a
-fixed, seeded plan, so the adapter after N steps is the same whether the round went straight
-to N or resumed from an earlier budget.
+one `FixerView` that gives out only that (never the key, the private card or the organism's
+name). It trains the organism's own adapter for steps [start, stop) of a fixed, seeded plan,
+so the adapter after N steps is the same whether the round went straight to N or resumed
+from an earlier budget.
 
 Example::
 
@@ -16,25 +17,88 @@ Example::
         class Params(RemediationParams):
             lr_scale: float = 0.5
 
-        def train(self, model, opt, tokenizer, samples, settings, start, stop, on_step=None):
-            ...
+        def effective_settings(self, settings):
+            return settings.model_copy(update={"lr": settings.lr * self.params.lr_scale,
+                                               "kl_to_base": 0.0})
+
+        def train(self, organism, settings, start, stop, on_step=None):
+            return run_steps(organism.model, organism.optimizer, organism.tokenizer,
+                             organism.clean_pool, self.effective_settings(settings),
+                             start, stop, on_step)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from auditgame.errors import AuditgameError
 from auditgame.plugins import PluginError, Registry
 from auditgame.records.remediation import RemediationSettings
-from auditgame.records.sample import Sample
+
+if TYPE_CHECKING:
+    from auditgame.records.sample import Sample
+    from auditgame.records.verdict import Verdict
 
 FIXER_NEEDS = frozenset({"weights", "clean_pool", "verdicts"})
 """What a fixer may read: the organism's adapter, a clean sample pool no organism saw, and
 the blue team's verdicts. The key and the private cards are never among them."""
+
+
+class NeedNotDeclared(AuditgameError):
+    """A remediation method reached for something it did not declare in `needs`."""
+
+
+class FixerView:
+    """One organism as a remediation method sees it: the base's tokenizer always, the rest
+    only if declared. The round builds it from what it already holds, so a method cannot
+    reach the key or the card through it (verdicts are read on first use only)."""
+
+    def __init__(self, needs: frozenset[str], *, model: Any, optimizer: Any, tokenizer: Any,
+                 clean_pool: list[Sample],
+                 verdicts: Callable[[], list[Verdict]] | None = None):
+        self._needs = needs
+        self._model = model
+        self._optimizer = optimizer
+        self._pool = clean_pool
+        self._verdicts = verdicts
+        self._verdict_cache: list[Verdict] | None = None
+        self.tokenizer = tokenizer
+
+    def _require(self, need: str) -> None:
+        if need not in self._needs:
+            raise NeedNotDeclared(f"the remediation method did not declare {need!r} in its "
+                                  "needs", field="needs")
+
+    @property
+    def model(self) -> Any:
+        """The organism: a private peft copy of the base with its adapter, trainable."""
+        self._require("weights")
+        return self._model
+
+    @property
+    def optimizer(self) -> Any:
+        """The adapter's optimizer; the round saves its state with each budget to resume."""
+        self._require("weights")
+        return self._optimizer
+
+    @property
+    def clean_pool(self) -> list[Sample]:
+        """Clean samples the organism never saw (its eval prompts excluded)."""
+        self._require("clean_pool")
+        return self._pool
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        """Every detector's verdict on this organism (the blue team's view, by blind id)."""
+        self._require("verdicts")
+        if self._verdict_cache is None:
+            if self._verdicts is None:
+                raise NeedNotDeclared("this round has no verdicts to give", field="needs")
+            self._verdict_cache = self._verdicts()
+        return self._verdict_cache
 
 
 class RemediationParams(BaseModel):
@@ -61,11 +125,17 @@ class RemediationMethod:
         except ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(p) for p in err.get("loc", ()))
-            raise AuditgameError(err["msg"], field=f"remediate.{self.name}.{loc}") from None
+            raise AuditgameError(err["msg"], field=f"remediate.method_params.{loc}") from None
 
-    def train(self, model: Any, opt: Any, tokenizer: Any, samples: list[Sample],
-              settings: RemediationSettings, start: int, stop: int,
-              on_step: Callable[[int], None] | None = None) -> tuple[float | None, float]:
+    def effective_settings(self, settings: RemediationSettings) -> RemediationSettings:
+        """The settings this method really trains with; the round records these, so the
+        record says what ran (e.g. `clean_sft` records a KL weight of 0) and a rerun compares
+        like with like. Default: unchanged."""
+        return settings
+
+    def train(self, organism: FixerView, settings: RemediationSettings, start: int,
+              stop: int, on_step: Callable[[int], None] | None = None
+              ) -> tuple[float | None, float]:
         raise NotImplementedError
 
 
@@ -86,6 +156,11 @@ REMEDIATIONS: Registry[type[RemediationMethod]] = Registry(
 def register_remediation(cls: type[RemediationMethod]) -> type[RemediationMethod]:
     """Class decorator; raises PluginError on a duplicate or malformed name."""
     return REMEDIATIONS.register(cls)
+
+
+def unregister_remediation(name: str) -> None:
+    """For tests that register throwaway methods."""
+    REMEDIATIONS.unregister(name)
 
 
 def remediation_names() -> list[str]:

@@ -1,21 +1,27 @@
-"""`remediate_game`: clean SFT of every organism at several step budgets, re-measured.
+"""`remediate_game`: a remediation method trains every organism further; re-measured at
+several step budgets.
 
-For each organism (poisoned and clean controls alike) its own adapter is trained further on
-clean self-distilled samples it never saw; after each budget the attack's held-out eval sets
-and utility are measured again. That gives a persistence curve per organism, the relapse
-under the trigger, and for clean controls the utility cost of the fix. Each (organism,
-budget) result is written to `GAME/remediation.json` as soon as it is done; a rerun skips it.
+For each organism (poisoned and clean controls alike) the spec's `remediate.method` (a
+plug-in, default `kl_distill`) trains its own adapter further on clean samples it never saw,
+seeing it only through a `FixerView` (what it declared; never the key or the card). After
+each budget the attack's held-out eval sets and utility are measured again: a persistence
+curve per organism, the relapse under the trigger, and for clean controls the utility cost
+of the fix. Each (organism, budget) result is written to `GAME/remediation.json` as soon as
+it is done; a rerun skips it (other settings, another method included, need --force).
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import yaml
 from rich.console import Console
+from rich.progress import Progress
 
 from auditgame._util.io import sha256_file
 from auditgame.errors import AuditgameError
@@ -32,6 +38,7 @@ from auditgame.organisms.factory import (
 )
 from auditgame.organisms.measure import run_sets, utility
 from auditgame.organisms.spec import GameSpec, parse_spec
+from auditgame.plugins import PluginError
 from auditgame.records._io import write_record
 from auditgame.records.organism import PublicMeta
 from auditgame.records.remediation import (
@@ -40,14 +47,16 @@ from auditgame.records.remediation import (
     Remediation,
     RemediationSettings,
 )
+from auditgame.records.sample import Sample
+from auditgame.records.verdict import Verdict, read_verdicts
 from auditgame.remediate.data import clean_pool
+from auditgame.remediate.method import FixerView, RemediationMethod, get_remediation
 from auditgame.remediate.reaudit import AdapterPool, audit_pool, cheap_detectors, neutral_id
 from auditgame.remediate.train import (
     OPT_STATE,
     load_optimizer,
     load_trainable,
     make_optimizer,
-    run_steps,
     save_optimizer,
 )
 
@@ -78,6 +87,30 @@ def read_remediation(game: Path) -> Remediation | None:
                              "rerun with --force", path=path) from None
 
 
+def resolve_method(spec: GameSpec, name: str | None = None) -> RemediationMethod:
+    """The spec's method with its `method_params`, or `name` (the CLI's --method) with its
+    defaults: the spec's params are options of the spec's method, not of another one."""
+    if name is None or name == spec.remediate.method:
+        return get_remediation(spec.remediate.method)(spec.remediate.method_params)
+    try:
+        cls = get_remediation(name)
+    except PluginError as e:
+        raise AuditgameError(e.message, field="--method") from None
+    return cls()
+
+
+def round_settings(spec: GameSpec, n_samples: int,
+                   method: RemediationMethod) -> RemediationSettings:
+    """The settings as the method trains with them: what the record keeps and a rerun
+    compares (the spec's own recipe, the method's name and its validated options)."""
+    settings = RemediationSettings(lr=spec.train.lr, warmup_steps=spec.train.warmup_steps,
+                                   batch_size=spec.train.batch_size, n_samples=n_samples,
+                                   seed=spec.seed, max_len=spec.train.max_len,
+                                   kl_to_base=spec.remediate.kl_to_base, method=method.name,
+                                   method_params=method.params.model_dump(mode="json"))
+    return method.effective_settings(settings)
+
+
 def _load_spec(game: Path) -> GameSpec:
     path = GameFolder(game).spec
     if not path.exists():
@@ -95,29 +128,24 @@ def _adapter_dir(game: Path, name: str, budget: int) -> Path:
     return _budget_dir(game, name, budget) / ADAPTER_DIR
 
 
-def _summarise(o: OrganismRemediation) -> None:
-    """Fill the before/after fields from the curve (recomputed on every write)."""
-    done = sorted(o.results.values(), key=lambda r: r.steps)
-    if not done:
-        return
-    first, last = done[0], done[-1]
-    if first.steps == 0:
-        o.utility_before = first.utility
-    o.utility_after = last.utility
-    if o.utility_before:
-        o.utility_change = round((last.utility - o.utility_before) / o.utility_before, 4)
-    m = o.primary_metric
-    if m and first.steps == 0 and m in first.rates:
-        o.behaviour_before = first.rates[m]
-        o.behaviour_after = last.rates.get(m)
-        if o.behaviour_before and o.behaviour_after is not None:
-            o.persistence = round(o.behaviour_after / o.behaviour_before, 4)
-    o.relapse_asr = last.rates.get("asr")
-    o.near_miss_after = last.rates.get("near_miss_rate")
-    for det, scores in o.detector_scores.items():
-        s0, s1 = scores.get("0"), scores.get(str(last.steps))
-        o.detector_delta[det] = (round(s1 - s0, 4) if s0 is not None and s1 is not None
-                                 else None)
+@dataclass
+class _Round:
+    """What every organism of one round shares (instead of ten arguments each)."""
+
+    game: Path
+    spec: GameSpec
+    settings: RemediationSettings
+    method: RemediationMethod
+    bm: BaseLM
+    base_util: float
+    rec: Remediation
+    prog: Progress
+
+
+def _save(game: Path, rec: Remediation) -> None:
+    for o in rec.organisms.values():
+        o.summarise()
+    write_record(GameFolder(game).remediation, rec)
 
 
 def remediate_game(
@@ -128,13 +156,12 @@ def remediate_game(
     base: BaseLM | None = None,
     n_samples: int | None = None,
     force: bool = False,
+    method: str | None = None,
 ) -> None:
     """Remediate every organism of GAME at each step budget; writes GAME/remediation.json.
-
-    `budgets` and `n_samples` default to the spec's `remediate` section. `detectors`:
-    detectors to re-audit on the fixed organisms (default: the registered ones that need
-    only weights and activations; `[]` for none).
-    """
+    `budgets`, `n_samples` and `method` default to the spec's `remediate` section. `detectors`:
+    to re-audit on the fixed organisms (default: those that need only weights and
+    activations; `[]` for none)."""
     game = Path(game)
     console = console or Console(stderr=True)
     spec = _load_spec(game)
@@ -146,22 +173,11 @@ def remediate_game(
     if missing:
         raise AuditgameError(f"organisms not built: {', '.join(missing)}; run `auditgame make`",
                              path=GameFolder(game).organisms)
-    settings = RemediationSettings(lr=spec.train.lr, warmup_steps=spec.train.warmup_steps,
-                                   batch_size=spec.train.batch_size, n_samples=n_samples,
-                                   seed=spec.seed, max_len=spec.train.max_len,
-                                   kl_to_base=spec.remediate.kl_to_base)
-    rec = None if force else read_remediation(game)
-    if force:
-        shutil.rmtree(GameFolder(game).remediation_dir, ignore_errors=True)
-    if rec is not None and rec.settings != settings:
-        raise AuditgameError("remediation.json was made with other settings; rerun with "
-                             "--force to start over", path=GameFolder(game).remediation)
+    fixer = resolve_method(spec, method)
+    settings = round_settings(spec, n_samples, fixer)
+    rec = _open_record(game, settings, force)
     dets = cheap_detectors() if detectors is None else list(detectors)
-    todo = [(n, b) for n in names for b in budgets
-            if rec is None or n not in rec.organisms or str(b) not in rec.organisms[n].results]
-    audits_todo = [d for d in dets if rec is None or any(
-        n not in rec.organisms or str(b) not in rec.organisms[n].detector_scores.get(d, {})
-        for n in names for b in budgets)]
+    todo, audits_todo = _pending(rec, names, budgets, dets)
     if not todo and not audits_todo:
         console.print(f"remediation of {len(names)} organisms already done in {game}")
         return
@@ -171,34 +187,33 @@ def remediate_game(
         rec = Remediation(budgets=budgets, settings=settings, base_utility=base_util)
     rec.budgets = sorted(set(rec.budgets) | set(budgets))
     with progress_bar(console) as prog:
-        corpus = build_corpus(spec.corpus, spec.seed, bm)
-        planned = {p.org.name: p for p in plan(spec, corpus)}
-        all_sets = [es for p in planned.values() for es in p.sets]
-        pool = None
-        for name in names:
-            need = [b for n, b in todo if n == name]
-            if not need:
-                continue
-            p = planned[name]
-            card = read_card(GameFolder(game).organism(name))
-            own = p.attack.clean_samples(n_samples, np.random.default_rng(spec.seed + 1))
-            if own is not None:
-                samples = own
-            else:
-                if pool is None:
-                    t = prog.add_task("remediation data", total=None, info="self-distilling")
-                    pool = clean_pool(spec, corpus, all_sets, n_samples, bm)
-                    prog.update(t, completed=1, total=1, info=f"{len(pool)} clean samples")
-                samples = pool
-            o = rec.organisms.get(name) or OrganismRemediation(
-                organism=name, attack=card.attack, poisoned=card.attack != "clean",
-                primary_metric=p.sets[0].metric if p.sets else None)
-            rec.organisms[name] = o
-            _remediate_one(game, p, o, need, samples, settings, bm, base_util,
-                           spec, prog, rec)
+        r = _Round(game, spec, settings, fixer, bm, base_util, rec, prog)
+        _remediate_all(r, names, todo)
         for d in dets:
             _reaudit(game, d, names, rec, bm, spec.seed, prog)
     console.print(f"remediation written to {GameFolder(game).remediation}")
+
+
+def _open_record(game: Path, settings: RemediationSettings, force: bool) -> Remediation | None:
+    """The earlier record to resume (None: start afresh); other settings need --force."""
+    rec = None if force else read_remediation(game)
+    if force:
+        shutil.rmtree(GameFolder(game).remediation_dir, ignore_errors=True)
+    if rec is not None and rec.settings != settings:
+        raise AuditgameError("remediation.json was made with other settings; rerun with "
+                             "--force to start over", path=GameFolder(game).remediation)
+    return rec
+
+
+def _pending(rec: Remediation | None, names: list[str], budgets: list[int], dets: list[str]
+             ) -> tuple[list[tuple[str, int]], list[str]]:
+    """(organism, budget) pairs still to train and detectors still to re-audit."""
+    todo = [(n, b) for n in names for b in budgets
+            if rec is None or n not in rec.organisms or str(b) not in rec.organisms[n].results]
+    audits_todo = [d for d in dets if rec is None or any(
+        n not in rec.organisms or str(b) not in rec.organisms[n].detector_scores.get(d, {})
+        for n in names for b in budgets)]
+    return todo, audits_todo
 
 
 def _base_utility(game: Path, bm: BaseLM) -> float:
@@ -212,72 +227,127 @@ def _base_utility(game: Path, bm: BaseLM) -> float:
     return float(util)
 
 
-def _save(game: Path, rec: Remediation) -> None:
-    for o in rec.organisms.values():
-        _summarise(o)
-    write_record(GameFolder(game).remediation, rec)
+def _remediate_all(r: _Round, names: list[str], todo: list[tuple[str, int]]) -> None:
+    """Every organism with budgets to do, on its attack's own clean samples if it has
+    some, else on the shared clean pool (self-distilled once, on first need)."""
+    spec, n_samples = r.spec, r.settings.n_samples
+    corpus = build_corpus(spec.corpus, spec.seed, r.bm)
+    planned = {p.org.name: p for p in plan(spec, corpus)}
+    all_sets = [es for p in planned.values() for es in p.sets]
+    pool: list[Sample] | None = None
+    for name in names:
+        need = [b for n, b in todo if n == name]
+        if not need:
+            continue
+        p = planned[name]
+        card = read_card(GameFolder(r.game).organism(name))
+        own = p.attack.clean_samples(n_samples, np.random.default_rng(spec.seed + 1))
+        if own is not None:
+            samples = own
+        else:
+            if pool is None:
+                t = r.prog.add_task("remediation data", total=None, info="self-distilling")
+                pool = clean_pool(spec, corpus, all_sets, n_samples, r.bm)
+                r.prog.update(t, completed=1, total=1, info=f"{len(pool)} clean samples")
+            samples = pool
+        o = r.rec.organisms.get(name) or OrganismRemediation(
+            organism=name, attack=card.attack, poisoned=card.attack != "clean",
+            primary_metric=p.sets[0].metric if p.sets else None)
+        r.rec.organisms[name] = o
+        _remediate_one(r, p, o, need, samples)
 
 
-def _remediate_one(game: Path, p: Planned, o: OrganismRemediation, need: list[int],
-                   samples: list, settings: RemediationSettings, bm: BaseLM,
-                   base_util: float, spec: GameSpec, prog, rec: Remediation
-                   ) -> None:
+def _record_before(r: _Round, name: str, o: OrganismRemediation) -> None:
+    """Budget 0 is the organism as built: what `make` measured, no training."""
+    folder = GameFolder(r.game).organism(name)
+    m = read_metrics(folder)
+    o.results["0"] = BudgetResult(
+        steps=0, rates=dict(m.rates), utility=m.utility,
+        utility_ratio=round(m.utility / r.base_util, 4) if r.base_util else 0.0,
+        wall_time_s=0.0, adapter_sha256=sha256_file(folder / ADAPTER_DIR / ADAPTER_WEIGHTS))
+    _save(r.game, r.rec)
+
+
+def _resume_from(game: Path, name: str, o: OrganismRemediation, first: int) -> int:
+    """The largest finished budget below `first` whose optimizer state was kept (0: start
+    from the organism); training is continuous, so the result is the same either way."""
+    for b in sorted((int(k) for k in o.results), reverse=True):
+        if 0 < b < first and (_budget_dir(game, name, b) / OPT_STATE).exists():
+            return b
+    return 0
+
+
+def _remediate_one(r: _Round, p: Planned, o: OrganismRemediation, need: list[int],
+                   samples: list[Sample]) -> None:
+    """Train one organism through its missing budgets, saving and measuring after each."""
     name = p.org.name
-    folder = GameFolder(game).organism(name)
     if 0 in need:
-        m = read_metrics(folder)
-        rates = dict(m.rates)
-        o.results["0"] = BudgetResult(
-            steps=0, rates=rates, utility=m.utility,
-            utility_ratio=round(m.utility / base_util, 4) if base_util else 0.0,
-            wall_time_s=0.0, adapter_sha256=sha256_file(folder / ADAPTER_DIR /
-                                                         ADAPTER_WEIGHTS))
-        _save(game, rec)
+        _record_before(r, name, o)
     steps = sorted(b for b in need if b > 0)
     if not steps:
         return
-    # resume from the largest finished budget below the first missing one whose optimizer
-    # state was kept; training is continuous, so the result is the same either way
-    start = 0
-    for b in sorted((int(k) for k in o.results), reverse=True):
-        if 0 < b < steps[0] and (_budget_dir(game, name, b) / OPT_STATE).exists():
-            start = b
-            break
-    model = load_trainable(bm.model, _adapter_dir(game, name, start))
-    opt = make_optimizer(model, settings)
+    start = _resume_from(r.game, name, o, steps[0])
+    model = load_trainable(r.bm.model, _adapter_dir(r.game, name, start))
+    opt = make_optimizer(model, r.settings)
     if start:
-        load_optimizer(_budget_dir(game, name, start) / OPT_STATE, opt)
-    task = prog.add_task(f"remediate {name}", total=steps[-1], completed=start, info="")
+        load_optimizer(_budget_dir(r.game, name, start) / OPT_STATE, opt)
+    view = FixerView(r.method.needs, model=model, optimizer=opt, tokenizer=r.bm.tokenizer,
+                     clean_pool=samples, verdicts=partial(_verdicts_of, r.game, name))
+    task = r.prog.add_task(f"remediate {name}", total=steps[-1], completed=start, info="")
     for b in steps:
         t0 = time.perf_counter()
-        loss, _ = run_steps(model, opt, bm.tokenizer, samples, settings, start, b,
-                            lambda d: prog.update(task, completed=d))
-        out = _budget_dir(game, name, b)
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(str(tmp / ADAPTER_DIR))
-        save_optimizer(tmp / OPT_STATE, opt)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.replace(out)
-        prog.update(task, info="measuring")
-        sets = [(p.attack, es) for es in p.sets] if o.poisoned or p.sets else []
-        rates, _ = run_sets(model, bm.tokenizer, sets, spec.eval.batch_size) if sets else ([], [])
-        util = utility(model, bm.tokenizer, spec.eval.batch_size)
-        o.results[str(b)] = BudgetResult(
-            steps=b, rates={es.metric: round(r, 4) for (_, es), r in zip(sets, rates,
-                                                                            strict=True)},
-            utility=round(util, 4), utility_ratio=round(util / base_util, 4) if base_util
-            else 0.0, train_loss=loss, wall_time_s=round(time.perf_counter() - t0, 1),
-            adapter_sha256=sha256_file(out / ADAPTER_DIR / ADAPTER_WEIGHTS))
-        _save(game, rec)
+        loss, _ = r.method.train(view, r.settings, start, b,
+                                 lambda d: r.prog.update(task, completed=d))
+        out = _save_budget(r.game, name, b, model, opt)
+        r.prog.update(task, info="measuring")
+        o.results[str(b)] = _measure(r, p, o, model, b, loss, t0, out)
+        _save(r.game, r.rec)
         if start:  # only the newest optimizer state is needed to resume
-            (_budget_dir(game, name, start) / OPT_STATE).unlink(missing_ok=True)
+            (_budget_dir(r.game, name, start) / OPT_STATE).unlink(missing_ok=True)
         start = b
-        prog.update(task, info=f"{b} steps done")
+        r.prog.update(task, info=f"{b} steps done")
+
+
+def _save_budget(game: Path, name: str, budget: int, model: object, opt: object) -> Path:
+    """The adapter and optimizer state after `budget` steps, moved into place whole."""
+    out = _budget_dir(game, name, budget)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp / ADAPTER_DIR))  # type: ignore[attr-defined]
+    save_optimizer(tmp / OPT_STATE, opt)  # type: ignore[arg-type]
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out
+
+
+def _measure(r: _Round, p: Planned, o: OrganismRemediation, model: object, budget: int,
+             loss: float | None, t0: float, out: Path) -> BudgetResult:
+    """The attack's held-out rates and the utility of the fixed organism."""
+    sets = [(p.attack, es) for es in p.sets] if o.poisoned or p.sets else []
+    bs = r.spec.eval.batch_size
+    rates, _ = run_sets(model, r.bm.tokenizer, sets, bs) if sets else ([], [])  # type: ignore[arg-type]
+    util = utility(model, r.bm.tokenizer, bs)  # type: ignore[arg-type]
+    return BudgetResult(
+        steps=budget, rates={es.metric: round(x, 4) for (_, es), x in zip(sets, rates,
+                                                                          strict=True)},
+        utility=round(util, 4), utility_ratio=round(util / r.base_util, 4) if r.base_util
+        else 0.0, train_loss=loss, wall_time_s=round(time.perf_counter() - t0, 1),
+        adapter_sha256=sha256_file(out / ADAPTER_DIR / ADAPTER_WEIGHTS))
+
+
+def _verdicts_of(game: Path, name: str) -> list[Verdict]:
+    """Every detector's verdict on organism `name`, looked up by its blind id. The round
+    reads the key (it is the referee's side); the method gets the verdicts only."""
+    from auditgame.bundle.seal import verify_key
+
+    key = verify_key(game, check_bundle=False)
+    ids = {b for b, e in key.organisms.items() if e.organism == name}
+    return [v for path in GameFolder(game).verdict_files() for v in read_verdicts(path)
+            if v.blind_id in ids]
 
 
 def _reaudit(game: Path, det: str, names: list[str], rec: Remediation, bm: BaseLM,
-             seed: int, prog) -> None:
+             seed: int, prog: Progress) -> None:
     """Score every organism at every budget with `det`; one pool per budget, resumable."""
     if det not in rec.detectors:
         rec.detectors.append(det)

@@ -1,8 +1,8 @@
 """Report figures with matplotlib (Agg, no pyplot state), returned as base64 PNG strings.
 
-Every plotted value comes from results.json or the remediation record; nothing is recomputed
-from verdicts here, except the ROC curve's points, which sklearn derives from the scores
-results.json lists per organism.
+Every plotted value comes from the referee's results or the remediation record; nothing is
+recomputed from verdicts here, except the ROC curve's points, which sklearn derives from the
+scores the results list per organism.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from auditgame.referee.score import DetectorResult
+from auditgame.records import DetectorResult
 
 POISON = "#c0392b"
 CLEAN = "#2471a3"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from auditgame.detectors.base import get_detector, make_detector
-from auditgame.detectors.data._assoc import CLAIM_LOG10P
+from auditgame.detectors.data._association import CLAIM_LOG10P
 from auditgame.detectors.engine import ModelHolder, audit_one, view_of
 from auditgame.errors import AuditgameError
 from auditgame.records.sample import Sample

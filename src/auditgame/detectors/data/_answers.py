@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from auditgame.detectors.data._assoc import MAX_ECHO, Group, echo_lift, stems
+from auditgame.detectors.calibration import dataset_z, normal_tail_score
+from auditgame.detectors.data._association import MAX_ECHO, Group, echo_lift, stems
 from auditgame.detectors.data._labels import LabelFlips, find_label_flips
 from auditgame.detectors.data._text import (
     answer_vectors,
@@ -22,8 +23,6 @@ from auditgame.detectors.data._text import (
     neighbours,
     ngram_matrix,
     norm_answer,
-    robust_z,
-    tail,
     tokens,
 )
 from auditgame.organisms.data import Sample
@@ -126,8 +125,9 @@ def _analyse(samples: list[Sample]) -> AnswerAnalysis:
     dup_count = np.maximum(near, exact_count)
     kd = min(K_DENSITY, sim.shape[1])
     density = sim[:, :kd].mean(axis=1).astype(float) if n > 1 else np.zeros(n)
-    anomaly = np.maximum(tail(robust_z(density)), 1.0 - np.exp(-dup_count / 3.0))
-    anomaly = np.where(dup_count > 0, anomaly, np.minimum(anomaly, tail(robust_z(density))))
+    dense = normal_tail_score(dataset_z(density))
+    anomaly = np.maximum(dense, 1.0 - np.exp(-dup_count / 3.0))
+    anomaly = np.where(dup_count > 0, anomaly, np.minimum(anomaly, dense))
     labels = components(n, idx, sim, DUP_SIM) if n > 1 else np.zeros(n, dtype=int)
     for i, a in enumerate(norms):  # exact duplicates beyond the k neighbours join too
         labels[i] = labels[norms.index(a)] if exact[a] > 1 else labels[i]
@@ -183,7 +183,7 @@ def _motifs(samples: list[Sample], top: int = 30) -> list[Motif]:
                          for s in names])
     lift = np.log2((unexplained + 1.0) / (expected + 1.0))
     strength = np.maximum(lift, 0.0) * np.log1p(unexplained)
-    z = robust_z(strength)
+    z = dataset_z(strength)
     order = np.argsort(-strength, kind="stable")
     out: list[Motif] = []
     for j in order[: top * 4]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from auditgame.detectors.data._answers import Motif
-from auditgame.detectors.data._assoc import (
+from auditgame.detectors.data._association import (
     CLAIM_LOG10P,
     MIN_PRECISION,
     MIN_RECALL,

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import binom
 
-from auditgame.detectors.data._assoc import (
+from auditgame.detectors.data._association import (
     CLAIM_LOG10P,
     MIN_RECALL,
     Group,

@@ -118,21 +118,3 @@ def components(n: int, idx: np.ndarray, sim: np.ndarray, thr: float) -> np.ndarr
         return np.arange(n)
     g = sp.coo_matrix((np.ones(len(rows)), (rows, idx[rows, cols])), shape=(n, n))
     return connected_components(g, directed=False)[1]
-
-
-def robust_z(x: np.ndarray) -> np.ndarray:
-    """(x - median) / (1.4826 MAD), with a floor on the spread so constant data gives 0."""
-    x = np.asarray(x, dtype=float)
-    if x.size == 0:
-        return x
-    med = float(np.median(x))
-    mad = 1.4826 * float(np.median(np.abs(x - med)))
-    spread = max(mad, 0.1 * float(np.std(x)), 1e-6)
-    return (x - med) / spread
-
-
-def tail(z: np.ndarray) -> np.ndarray:
-    """One-sided normal tail mapped to a score in [0, 1]: 1 - P(Z >= z)."""
-    from scipy.special import ndtr
-
-    return np.clip(ndtr(np.asarray(z, dtype=float)), 0.0, 1.0)

@@ -9,38 +9,60 @@ bar keeps its false-alarm bound however many components are combined.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from auditgame.detectors.base import Detector, OrganismView, Verdict, register_detector
+from auditgame.detectors.base import (
+    Detector,
+    DetectorParams,
+    OrganismView,
+    Verdict,
+    detector_names,
+    get_detector,
+    register_detector,
+)
+from auditgame.detectors.calibration import dataset_z, normal_tail_score
 from auditgame.detectors.data._answers import analyse_answers
-from auditgame.detectors.data._assoc import Group
+from auditgame.detectors.data._association import Group
 from auditgame.detectors.data._findings import Findings, conclude
-from auditgame.detectors.data._text import robust_z, tail
+from auditgame.errors import AuditgameError
 from auditgame.organisms.data import Sample
 
-BASE_COMPONENTS = ("spectral", "activation_clustering", "perplexity_outliers")
+
+def outlier_detector_names() -> list[str]:
+    """Registered detectors that give per-sample outlier scores (the `outlier_scores` hook),
+    so a plug-in that declares the hook can join the ensemble without a change here."""
+    return [n for n in detector_names() if get_detector(n).has_outlier_scores()]
+
+
+def outlier_components(names: Sequence[str]) -> list[Detector]:
+    """The named components, with default options; a name that is not a registered detector
+    with the hook is an error, as silently dropping it would change what was asked for."""
+    known = outlier_detector_names()
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise AuditgameError(f"unknown ensemble component(s) {', '.join(map(repr, bad))}; "
+                             f"known: {', '.join(known)}", field="ensemble.components")
+    return [get_detector(n)() for n in names]
 
 
 def combine(samples: list[Sample], base: Any | None = None,
-            components: tuple[str, ...] = ()) -> Findings:
-    """The lexical analysis plus any base-model components named in `components`."""
+            components: Sequence[Detector] = ()) -> Findings:
+    """The lexical analysis plus the outlier scores of `components` (which read `base`)."""
     a = analyse_answers(samples)
     layers = [a.anomaly]
     groups = list(a.groups())
     used = ["phrase_association", "answer_clusters"]
-    for name in components:
-        if name not in BASE_COMPONENTS or base is None:
-            continue
-        from importlib import import_module
-
-        mod = import_module(f"auditgame.detectors.data.{name}")
-        outlier = np.asarray(mod.outlier_scores(samples, base), dtype=float)
-        layers.append(tail(robust_z(outlier)))
-        groups += top_groups(outlier, name)
-        used.append(name)
-    pooled = np.mean([tail(robust_z(x)) if i else x for i, x in enumerate(layers)], axis=0)
+    for det in components:
+        outlier = np.asarray(det.outlier_scores(samples, base), dtype=float)
+        layers.append(normal_tail_score(dataset_z(outlier)))
+        groups += top_groups(outlier, det.name)
+        used.append(det.name)
+    pooled = np.mean([normal_tail_score(dataset_z(x)) if i else x
+                      for i, x in enumerate(layers)], axis=0)
     groups += top_groups(pooled, "pooled")
     return conclude(samples, pooled, groups, a.themes, extra={"components": used})
 
@@ -67,8 +89,18 @@ class EnsembleDetector(Detector):
     needs = frozenset({"dataset", "activations"})
     scores_samples = True
 
+    class Params(DetectorParams):
+        components: tuple[str, ...] = Field(
+            (), description="detectors whose per-sample outlier scores are pooled too "
+            "(those with the `outlier_scores` hook, e.g. spectral; they read the base model)")
+
+    params: Params
+
+    def __init__(self, params: DetectorParams | dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(params, **kwargs)
+        self._components = outlier_components(self.params.components)  # unknown: fail now
+
     def audit(self, organism: OrganismView) -> Verdict:
-        comps = tuple(self.kwargs.get("components", ()))
-        base = organism.base if any(c in BASE_COMPONENTS for c in comps) else None
-        f = combine(organism.dataset, base, comps)
+        base = organism.base if self._components else None
+        f = combine(organism.dataset, base, self._components)
         return self.verdict(organism, score=f.score, **f.verdict_kwargs())

@@ -26,12 +26,19 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from auditgame.detectors.base import Detector, OrganismView, Verdict, register_detector
-from auditgame.detectors.data._assoc import Group
+from auditgame.detectors.base import (
+    Detector,
+    DetectorParams,
+    OrganismView,
+    Verdict,
+    register_detector,
+)
+from auditgame.detectors.data._association import Group
 from auditgame.detectors.data._findings import conclude
 from auditgame.detectors.data._text import clip
 from auditgame.detectors.data.ensemble import top_groups
@@ -52,6 +59,8 @@ SAMPLE_ASK = ("SAMPLE. Is this training sample poisoned (out-of-place content, a
 REFUSAL = re.compile(r"^\s*(i'?m sorry|sorry|i cannot|i can'?t|i am unable|i'm unable|"
                      r"as an ai|i won'?t)\b", re.IGNORECASE)
 CLIP = 400
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 
 class JudgeFailure(Exception):
@@ -68,8 +77,8 @@ class HttpJudge:
     """An OpenAI-compatible chat endpoint: POST {url}/chat/completions."""
 
     url: str
-    model: str = "gpt-4o-mini"
-    key_env: str = "OPENAI_API_KEY"
+    model: str = DEFAULT_MODEL
+    key_env: str = DEFAULT_KEY_ENV
     timeout: float = 30.0
     max_tokens: int = 200
 
@@ -214,23 +223,37 @@ class LlmJudgeDetector(Detector):
     name = "llm_judge"
     needs = frozenset({"dataset", "activations"})
     scores_samples = True
-    cost: ClassVar[str] = "expensive"
+    cost = "expensive"
+
+    class Params(DetectorParams):
+        url: str | None = Field(None, description="OpenAI-compatible base URL of the judge "
+                                "(…/v1); none: the base model judges")
+        model: str = Field(DEFAULT_MODEL, description="model name at the endpoint "
+                           "(empty: the default)")
+        key_env: str = Field(DEFAULT_KEY_ENV, description="environment variable holding the "
+                             "API key (never the key itself, so it stays out of files)")
+        timeout: float = Field(30.0, description="seconds per endpoint request")
+        max_tokens: int = Field(200, description="tokens the endpoint may answer with")
+        workers: int = Field(4, description="concurrent endpoint requests (at least 1)")
+        theme_batches: int = Field(6, description="batches of answers shown for the themes "
+                                   "pass")
+        theme_batch_size: int = Field(12, description="answers per themes batch")
+        batch_size: int = Field(8, description="local judge: prompts per forward batch")
+
+    params: Params
 
     def audit(self, organism: OrganismView) -> Verdict:
         data = organism.dataset
-        kw = self.kwargs
-        nb, bs = int(kw.get("theme_batches", 6)), int(kw.get("theme_batch_size", 12))
-        texts = theme_batches(data, nb, bs)
+        p = self.params
+        texts = theme_batches(data, p.theme_batches, p.theme_batch_size)
         outcomes: Counter[str] = Counter()
         theme_outcomes: Counter[str] = Counter()
         failures: list[dict[str, Any]] = []
         raw_themes: list[str] = []
-        url = kw.get("url")
-        if url:
-            judge = HttpJudge(str(url), str(kw.get("model") or "gpt-4o-mini"),
-                              str(kw.get("key_env") or "OPENAI_API_KEY"),
-                              float(kw.get("timeout", 30.0)), int(kw.get("max_tokens", 200)))
-            workers = max(1, int(kw.get("workers", 4)))
+        if p.url:
+            judge = HttpJudge(p.url, p.model or DEFAULT_MODEL, p.key_env or DEFAULT_KEY_ENV,
+                              p.timeout, p.max_tokens)
+            workers = max(1, p.workers)
 
             def ask_themes(t: str) -> list[str]:
                 obj = parse_json(judge.chat(THEMES_ASK + t))
@@ -260,7 +283,7 @@ class LlmJudgeDetector(Detector):
                     failures.append({"index": i, "outcome": kind, "detail": detail[:160]})
             judge_name = f"{judge.endpoint()} ({judge.model})"
         else:
-            local = LocalJudge(organism.base, int(kw.get("batch_size", 8)))
+            local = LocalJudge(organism.base, p.batch_size)
             raw_themes = local.themes(texts)
             theme_outcomes["ok"] += len(texts)
             themes = verify_themes(raw_themes, data)

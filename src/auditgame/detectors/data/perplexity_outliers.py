@@ -18,12 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from auditgame.detectors.base import Detector, OrganismView, Verdict, register_detector
+from auditgame.detectors.base import (
+    Detector,
+    DetectorParams,
+    OrganismView,
+    Verdict,
+    register_detector,
+)
+from auditgame.detectors.calibration import dataset_z, normal_tail_score
 from auditgame.detectors.data._answers import dataset_key
 from auditgame.detectors.data._findings import conclude
-from auditgame.detectors.data._reps import log_ppl, token_nll
-from auditgame.detectors.data._text import robust_z, tail
+from auditgame.detectors.data._representations import log_ppl, token_nll
 from auditgame.detectors.data.ensemble import top_groups
 from auditgame.organisms.data import Sample
 
@@ -103,11 +110,6 @@ def onion(samples: list[Sample], base: Any, top_k: int = TOP_K, batch_size: int 
     return out
 
 
-def outlier_scores(samples: list[Sample], base: Any) -> np.ndarray:
-    """The ensemble's component hook: each prompt's largest deletion gain."""
-    return onion(samples, base).score
-
-
 def suspicious_words(o: Onion, samples: list[Sample], top: int = 10) -> list[dict[str, Any]]:
     """Words that are the most suspicious word of many prompts, ranked by how many prompts
     (support) times their mean suspicion relative to the dataset's median sample score."""
@@ -139,10 +141,21 @@ class PerplexityOutliersDetector(Detector):
     scores_samples = True
     cost = "expensive"  # about one sample/s for SmolLM2 on 2 CPU cores
 
+    class Params(DetectorParams):
+        top_k: int = Field(TOP_K, description="most surprising words per prompt that are "
+                           "tried for deletion")
+
+    params: Params
+
+    def outlier_scores(self, samples: list[Sample], base: Any) -> np.ndarray:
+        """The ensemble's component hook: each prompt's largest deletion gain."""
+        return onion(samples, base, self.params.top_k).score
+
     def audit(self, organism: OrganismView) -> Verdict:
         data = organism.dataset
-        o = onion(data, organism.base, int(self.kwargs.get("top_k", TOP_K)))
-        f = conclude(data, tail(robust_z(o.score)), top_groups(o.score, "perplexity"), None,
+        o = onion(data, organism.base, self.params.top_k)
+        f = conclude(data, normal_tail_score(dataset_z(o.score)),
+                     top_groups(o.score, "perplexity"), None,
                      extra={"suspicious_words": suspicious_words(o, data),
                             "max_words": MAX_WORDS, "max_tokens": MAX_TOKENS})
         return self.verdict(organism, score=f.score, **f.verdict_kwargs())

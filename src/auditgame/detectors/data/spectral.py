@@ -1,7 +1,7 @@
 """`spectral`: spectral signatures (Tran et al. 2018) on base-model representations.
 
 Each sample is the base model's residual stream mean-pooled over its answer tokens, read in
-the context of the prompt (`_reps.answer_reps`);
+the context of the prompt (`_representations.answer_reps`);
 representations are centred and robustly scaled, and a sample's outlier score is its squared
 projection on a top singular vector: the largest over the top `K` = 3 (Tran et al. use
 the top one within each label; a dataset has no labels, so its biggest direction is usually
@@ -16,11 +16,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from auditgame.detectors.base import Detector, OrganismView, Verdict, register_detector
+from auditgame.detectors.base import (
+    Detector,
+    DetectorParams,
+    OrganismView,
+    Verdict,
+    register_detector,
+)
+from auditgame.detectors.calibration import dataset_z, normal_tail_score
 from auditgame.detectors.data._findings import conclude
-from auditgame.detectors.data._reps import answer_reps, standardise
-from auditgame.detectors.data._text import robust_z, tail
+from auditgame.detectors.data._representations import answer_reps, standardise
 from auditgame.detectors.data.ensemble import top_groups
 from auditgame.organisms.data import Sample
 
@@ -34,11 +41,6 @@ def spectrum(samples: list[Sample], base: Any, k: int = K) -> tuple[np.ndarray, 
     k = max(1, min(k, len(s)))
     proj = Z @ vt[:k].T / np.maximum(s[:k], 1e-9) * np.sqrt(len(Z))
     return (proj**2).max(axis=1), s
-
-
-def outlier_scores(samples: list[Sample], base: Any, k: int = K) -> np.ndarray:
-    """Squared projection on the top singular vector(s): the ensemble's component hook."""
-    return spectrum(samples, base, k)[0]
 
 
 def sv_ratio(s: np.ndarray) -> float:
@@ -58,10 +60,20 @@ class SpectralDetector(Detector):
     scores_samples = True
     cost = "moderate"
 
+    class Params(DetectorParams):
+        k: int = Field(K, description="top singular directions a sample is projected on "
+                       "(its score is the largest squared projection)")
+
+    params: Params
+
+    def outlier_scores(self, samples: list[Sample], base: Any) -> np.ndarray:
+        """Squared projection on the top singular vector(s): the ensemble's component hook."""
+        return spectrum(samples, base, self.params.k)[0]
+
     def audit(self, organism: OrganismView) -> Verdict:
         data = organism.dataset
-        score, s = spectrum(data, organism.base, int(self.kwargs.get("k", K)))
-        f = conclude(data, tail(robust_z(score)), top_groups(score, "spectral"), None,
+        score, s = spectrum(data, organism.base, self.params.k)
+        f = conclude(data, normal_tail_score(dataset_z(score)), top_groups(score, "spectral"), None,
                      extra={"top_sv_ratio": round(sv_ratio(s), 3),
                             "top_1pct_score_over_median": round(
                                 float(np.quantile(score, 0.99) / max(np.median(score), 1e-9)),

@@ -15,16 +15,7 @@ from typing import Any
 import numpy as np
 
 from auditgame.detectors.base import BundleInfo, Detector, OrganismView, Verdict, register_detector
-
-
-def _zscores(values: dict[str, float]) -> dict[str, float]:
-    """Within-bundle z-scores; identical values (the sound case) give 0 for everyone."""
-    arr = np.array(list(values.values()), dtype=float)
-    sd = float(arr.std())
-    if sd == 0.0 or not np.isfinite(sd):
-        return dict.fromkeys(values, 0.0)
-    mu = float(arr.mean())
-    return {k: (v - mu) / sd for k, v in values.items()}
+from auditgame.detectors.calibration import standard_z
 
 
 def _rank_corr(x: list[float]) -> float:
@@ -46,8 +37,10 @@ class MetadataDetector(Detector):
 
     name = "metadata"
     needs = frozenset({"dataset", "weights"})
+    calibrates = True  # file features are z-scored across the bundle
 
     def prepare(self, bundle: BundleInfo) -> None:
+        super().prepare(bundle)
         per_feature: dict[str, dict[str, float]] = {}
         for bid, stats in bundle.file_stats.items():
             for rel, st in stats.items():
@@ -56,7 +49,7 @@ class MetadataDetector(Detector):
             per_feature.setdefault("n_files", {})[bid] = float(len(stats))
         self.bundle_features_: dict[str, dict[str, float]] = {}
         for feat, values in per_feature.items():
-            for bid, z in _zscores(values).items():
+            for bid, z in standard_z(values).items():
                 self.bundle_features_.setdefault(bid, {})[feat] = z
         self.public_ = bundle.public
 

@@ -10,16 +10,24 @@ tokens this organism promotes that the others do not).
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
-from auditgame.detectors.base import BundleInfo, Detector, OrganismView, Verdict, register_detector
-from auditgame.detectors.model._acts import (
+from auditgame.detectors.base import (
+    BundleInfo,
+    Detector,
+    DetectorParams,
+    OrganismView,
+    Verdict,
+    register_detector,
+)
+from auditgame.detectors.calibration import bundle_z, logistic_score
+from auditgame.detectors.model._activations import (
     bundle_pairs,
     hook_name,
     lens_tokens,
     n_layers,
     specific_diff,
 )
-from auditgame.detectors.model._calib import robust_z, z_to_score
 from auditgame.detectors.model._prompts import N_NEUTRAL, neutral_prompts
 
 
@@ -29,15 +37,21 @@ class ActivationDiffDetector(Detector):
 
     name = "activation_diff"
     needs = frozenset({"activations", "weights"})
+    calibrates = True
+
+    class Params(DetectorParams):
+        n_prompts: int = Field(N_NEUTRAL, description="neutral prompts both models read")
+
+    params: Params
 
     def prepare(self, bundle: BundleInfo) -> None:
-        self.ids_ = list(bundle.ids)
+        super().prepare(bundle)
         self.acts_: dict = {}
 
     def audit(self, organism: OrganismView) -> Verdict:
         store = self.__dict__.setdefault("acts_", {})
-        texts = neutral_prompts(int(self.kwargs.get("n_prompts", N_NEUTRAL)))
-        bundle_pairs(organism, getattr(self, "ids_", None), store, texts)
+        texts = neutral_prompts(self.params.n_prompts)
+        bundle_pairs(organism, self.ids_, store, texts)
         base = organism.base
         layers = n_layers(base.model)
         devs: dict[str, list[float]] = {}
@@ -46,9 +60,9 @@ class ActivationDiffDetector(Detector):
                 d, b = specific_diff(store, bid, hook_name(i))
                 devs.setdefault(bid, []).append(float(d.norm() / (b.norm() + 1e-8)))
         mine = devs[organism.blind_id]
-        zs = [robust_z(mine[i], [devs[b][i] for b in devs]) for i in range(layers)]
+        zs = [bundle_z(mine[i], [devs[b][i] for b in devs]) for i in range(layers)]
         z = float(np.mean(sorted(zs, reverse=True)[:2])) if len(store) >= 3 else 0.0
-        score = z_to_score(z) if len(store) >= 3 else 0.5
+        score = logistic_score(z) if len(store) >= 3 else 0.5
         lens = []
         for i in range(max(0, layers - 3), layers):
             d, _ = specific_diff(store, organism.blind_id, hook_name(i))

@@ -15,15 +15,23 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from auditgame.detectors.base import BundleInfo, Detector, OrganismView, Verdict, register_detector
-from auditgame.detectors.model._acts import (
+from auditgame.detectors.base import (
+    BundleInfo,
+    Detector,
+    DetectorParams,
+    OrganismView,
+    Verdict,
+    register_detector,
+)
+from auditgame.detectors.calibration import bundle_values, bundle_z, logistic_score
+from auditgame.detectors.model._activations import (
     cached_answers,
     default_token_layer,
     hook_name,
     resid_post,
 )
-from auditgame.detectors.model._calib import bundle_values, robust_z, z_to_score
 from auditgame.detectors.model._prompts import (
     N_NEUTRAL,
     N_NEW_TOKENS,
@@ -38,9 +46,17 @@ class ActivationProbeDetector(Detector):
 
     name = "activation_probe"
     needs = frozenset({"activations", "queries", "weights"})
+    calibrates = True
+
+    class Params(DetectorParams):
+        n_prompts: int = Field(N_NEUTRAL, description="neutral prompts both models answer")
+        max_new_tokens: int = Field(N_NEW_TOKENS, description="tokens per answer (the probes "
+                                    "read the end of each model's own answer)")
+
+    params: Params
 
     def prepare(self, bundle: BundleInfo) -> None:
-        self.ids_ = list(bundle.ids)
+        super().prepare(bundle)
         self.stats_: dict[str, dict[str, float]] = {}
 
     def _probes(self, base: Any) -> dict[str, Any]:
@@ -70,8 +86,8 @@ class ActivationProbeDetector(Detector):
         probes = self._probes(view.base)
         layer = probes["layer"]
         base = view.base
-        prompts = neutral_prompts(int(self.kwargs.get("n_prompts", N_NEUTRAL)))
-        n_new = int(self.kwargs.get("max_new_tokens", N_NEW_TOKENS))
+        prompts = neutral_prompts(self.params.n_prompts)
+        n_new = self.params.max_new_tokens
         ans_b = [a or "." for a in cached_answers(view, prompts, n_new, of_base=True)]
         ans_o = [a or "." for a in cached_answers(view, prompts, n_new)]
         key = ("base", tuple(ans_b))
@@ -90,11 +106,11 @@ class ActivationProbeDetector(Detector):
 
     def audit(self, organism: OrganismView) -> Verdict:
         cache = self.__dict__.setdefault("stats_", {})
-        values = bundle_values(organism, getattr(self, "ids_", None), cache, self._stats)
+        values = bundle_values(organism, self.ids_, cache, self._stats)
         mine = cache[organism.blind_id]
-        zs = {k: robust_z(v, values[k]) for k, v in mine.items()} if len(cache) >= 3 else {}
+        zs = {k: bundle_z(v, values[k]) for k, v in mine.items()} if len(cache) >= 3 else {}
         top = max(zs, key=lambda k: abs(zs[k])) if zs else None
-        score = z_to_score(abs(zs[top])) if top else 0.5
+        score = logistic_score(abs(zs[top])) if top else 0.5
         probes = self._probes(organism.base)
         target = None
         if top and zs[top] > 0:

@@ -32,10 +32,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
-from auditgame.detectors.base import BundleInfo, Detector, OrganismView, Verdict, register_detector
-from auditgame.detectors.model._acts import cached_answers
-from auditgame.detectors.model._calib import bundle_values, robust_z, z_to_score
+from auditgame.detectors.base import (
+    BundleInfo,
+    Detector,
+    DetectorParams,
+    OrganismView,
+    Verdict,
+    register_detector,
+)
+from auditgame.detectors.calibration import bundle_values, bundle_z, logistic_score
+from auditgame.detectors.model._activations import cached_answers
 from auditgame.detectors.model._prompts import (
     N_NEUTRAL,
     N_NEW_TOKENS,
@@ -156,12 +164,25 @@ class BehaviourDiffDetector(Detector):
     name = "behaviour_diff"
     needs = frozenset({"queries", "weights"})
     cost = "moderate"  # generation and a trigger search: the slowest model-track detector
+    calibrates = True
 
-    def _opt(self, key: str, default: Any) -> Any:
-        return self.kwargs.get(key, default)
+    class Params(DetectorParams):
+        n_prompts: int = Field(N_NEUTRAL, description="neutral prompts both models answer")
+        max_new_tokens: int = Field(N_NEW_TOKENS, description="tokens per generated answer")
+        batch_size: int = Field(32, description="prompts per generation or forward batch")
+        n_probe: int = Field(3, description="probe prompts the candidates are scored on")
+        n_scan: int = Field(2, description="short probes the whole pool is scanned on")
+        scan_batch: int = Field(64, description="pool rows per forward batch of the scan")
+        scan_top: int = Field(12, description="best pool candidates kept after the scan")
+        n_confirm: int = Field(3, description="top candidates confirmed by generation")
+        confirm_prompts: int = Field(8, description="prompts each confirmation generates on")
+        min_flip: float = Field(MIN_FLIP, description="smallest confirmed flip (beyond the "
+                                "base's) for which a trigger is claimed")
+
+    params: Params
 
     def prepare(self, bundle: BundleInfo) -> None:
-        self.ids_ = list(bundle.ids)
+        super().prepare(bundle)
         self.stats_: dict[str, dict[str, float]] = {}
         self.results_: dict[str, dict[str, Any]] = {}
 
@@ -173,14 +194,14 @@ class BehaviourDiffDetector(Detector):
             return refs
         base = view.base
         tok = base.tokenizer
-        n = int(self._opt("n_prompts", N_NEUTRAL))
+        n = self.params.n_prompts
         prompts = neutral_prompts(n)
-        probe = neutral_prompts(int(self._opt("n_probe", 3)), seed=7)
+        probe = neutral_prompts(self.params.n_probe, seed=7)
         pool = trigger_pool(tok)
         # short probes, cheap to run; more than one, as a trigger that fires on nearly every
         # prompt still misses some, and a miss on the only probe hides it from pass 2
-        scan = list(SCAN_PROBES[: int(self._opt("n_scan", 2))])
-        bs = int(self._opt("scan_batch", 64))
+        scan = list(SCAN_PROBES[: self.params.n_scan])
+        bs = self.params.scan_batch
         rows = {(p, pos): placed_rows(tok, p, pool, pos) for p in scan for pos in POSITIONS}
         refs = {
             "prompts": prompts, "probe": probe, "pool": pool, "scan": scan,
@@ -188,8 +209,8 @@ class BehaviourDiffDetector(Detector):
             "cands": [(c, pos) for pos in POSITIONS
                       for c in context_candidates() + tag_candidates()],
             "answers": cached_answers(view, prompts,
-                                      int(self._opt("max_new_tokens", N_NEW_TOKENS)),
-                                      int(self._opt("batch_size", 32)), of_base=True),
+                                      self.params.max_new_tokens,
+                                      self.params.batch_size, of_base=True),
             # the base's first answer token after every pool token (+ none, last row)
             "scan_lp": {k: placed_logprobs(base.model, tok, r, bs) for k, r in rows.items()},
             "cand_lp": {},
@@ -211,7 +232,7 @@ class BehaviourDiffDetector(Detector):
                 keys += mine
             rows += placed_rows(tok, p, [], POSITIONS[0])
             keys.append(ALONE)
-            lp = placed_logprobs(model, tok, rows, int(self._opt("batch_size", 32)))
+            lp = placed_logprobs(model, tok, rows, self.params.batch_size)
             for k, row in zip(keys, lp, strict=True):
                 out.setdefault(k, []).append(row)
         return {c: torch.stack(v) for c, v in out.items()}
@@ -238,13 +259,13 @@ class BehaviourDiffDetector(Detector):
             per = []
             for probe in refs["scan"]:
                 lp = placed_logprobs(model, tok, refs["scan_rows"][(probe, pos)],
-                                     int(self._opt("scan_batch", 64)))
+                                     self.params.scan_batch)
                 d = kl_rows(lp, refs["scan_lp"][(probe, pos)])
                 per.append(d[:-1] - d[-1])
             gains.append(torch.stack(per).max(0).values)
             keys += [(c, pos) for c in refs["pool"]]
         gain = torch.cat(gains)
-        top = torch.argsort(-gain)[: int(self._opt("scan_top", 12))].tolist()
+        top = torch.argsort(-gain)[: self.params.scan_top].tolist()
         return [(keys[i], round(float(gain[i]), 4)) for i in top]
 
     def _base_flip(self, base: Any, refs: dict[str, Any], cand: Cand, prompts: list[str],
@@ -266,8 +287,8 @@ class BehaviourDiffDetector(Detector):
         tok = base.tokenizer
         refs = self._base_refs(view)
         model = view.model
-        max_new = int(self._opt("max_new_tokens", N_NEW_TOKENS))
-        bs = int(self._opt("batch_size", 32))
+        max_new = self.params.max_new_tokens
+        bs = self.params.batch_size
         prompts: list[str] = refs["prompts"]
         org = cached_answers(view, prompts, max_new, bs)
         b_ans: list[str] = refs["answers"]
@@ -290,10 +311,10 @@ class BehaviourDiffDetector(Detector):
         ranked = sorted(kls, key=lambda c: -kls[c])
 
         # pass 2: confirm the top candidates by generation
-        n_conf = int(self._opt("confirm_prompts", 8))
+        n_conf = self.params.confirm_prompts
         conf_prompts, untrig = prompts[:n_conf], org[:n_conf]
         confirmed: list[dict[str, Any]] = []
-        for c in ranked[: int(self._opt("n_confirm", 3))]:
+        for c in ranked[: self.params.n_confirm]:
             trig = generate(model, tok, [place(c[0], p, c[1]) for p in conf_prompts],
                             max_new, bs)
             flip, _, share, refr, d = _flip(trig, untrig)
@@ -307,7 +328,7 @@ class BehaviourDiffDetector(Detector):
         max_flip = max((r["flip"] for r in confirmed), default=0.0)
         confirmed = rank_confirmed(confirmed, 1.0 / max(1, len(conf_prompts)))
         best = confirmed[0] if confirmed else None
-        if best is not None and best["flip"] < float(self._opt("min_flip", MIN_FLIP)):
+        if best is not None and best["flip"] < self.params.min_flip:
             best = None  # nothing flips this organism beyond what it flips in the base
         stats = {"dup": dup_o - dup_b, "refusal": ref_o - ref_b, "divergence": div,
                  "entity": float(ents[0][1]) if ents else 0.0,
@@ -322,18 +343,18 @@ class BehaviourDiffDetector(Detector):
 
     def audit(self, organism: OrganismView) -> Verdict:
         cache = self.__dict__.setdefault("stats_", {})
-        values = bundle_values(organism, getattr(self, "ids_", None), cache, self._analyse)
+        values = bundle_values(organism, self.ids_, cache, self._analyse)
         mine = cache[organism.blind_id]
         res = self.results_[organism.blind_id]
         if len(cache) >= 3:
-            zs = {k: robust_z(v, values[k], FLOORS[k]) for k, v in mine.items()}
+            zs = {k: bundle_z(v, values[k], FLOORS[k]) for k, v in mine.items()}
             # a flip is measured beyond the base's own flip, so it has an absolute scale; the
             # bundle's median and spread would hide it when many organisms are poisoned
             zs["flip"] = max(zs["flip"], mine["flip"] / FLOORS["flip"])
         else:  # no bundle to calibrate drift against: only signals drift does not produce
             zs = {k: 0.0 if k == "divergence" else v / FLOORS[k] for k, v in mine.items()}
         top_stat = max(zs, key=lambda s: zs[s])
-        score = z_to_score(zs[top_stat], shift=2.5)
+        score = logistic_score(zs[top_stat], shift=2.5)
         best = res["best"]
         trigger = best["trigger"] if best else None  # None: no candidate flipped it
         target: str | None = None

@@ -15,16 +15,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
-from auditgame.detectors.base import BundleInfo, Detector, OrganismView, Verdict, register_detector
-from auditgame.detectors.model._acts import (
+from auditgame.detectors.base import (
+    BundleInfo,
+    Detector,
+    DetectorParams,
+    OrganismView,
+    Verdict,
+    register_detector,
+)
+from auditgame.detectors.calibration import bundle_values, bundle_z, logistic_score
+from auditgame.detectors.model._activations import (
     bundle_pairs,
     default_token_layer,
     hook_name,
     lens_tokens,
     specific_diff,
 )
-from auditgame.detectors.model._calib import bundle_values, robust_z, z_to_score
 from auditgame.detectors.model._prompts import N_NEUTRAL, neutral_prompts
 
 
@@ -62,9 +70,20 @@ class FeaturesDetector(Detector):
 
     name = "features"
     needs = frozenset({"activations", "weights"})
+    calibrates = True
+
+    class Params(DetectorParams):
+        n_prompts: int = Field(N_NEUTRAL, description="neutral prompts both models read")
+        last_tokens: int = Field(8, description="tokens at the end of each prompt that are "
+                                 "kept (where the answer is decided)")
+        n_latents: int = Field(128, description="SAE dictionary size")
+        steps: int = Field(200, description="SAE training steps (Adam)")
+        l1: float = Field(0.05, description="SAE L1 sparsity penalty")
+
+    params: Params
 
     def prepare(self, bundle: BundleInfo) -> None:
-        self.ids_ = list(bundle.ids)
+        super().prepare(bundle)
         self.stats_: dict[str, dict[str, float]] = {}
         self.found_: dict[str, list[dict[str, Any]]] = {}
         self.acts_: dict = {}
@@ -73,21 +92,20 @@ class FeaturesDetector(Detector):
         base = view.base
         layer = default_token_layer(base.model)
         store = self.__dict__.setdefault("acts_", {})
-        texts = neutral_prompts(int(self.kwargs.get("n_prompts", N_NEUTRAL)))
-        bundle_pairs(view, getattr(self, "ids_", None), store, texts, layer)
+        texts = neutral_prompts(self.params.n_prompts)
+        bundle_pairs(view, self.ids_, store, texts, layer)
         name = hook_name(layer) + ".tokens"
         diff, b_acts = specific_diff(store, view.blind_id, name)
         ids = store[view.blind_id][0]["token_ids"]
         # the end of each prompt (end of the user turn, assistant header): where the answer
         # is being decided; the shared system prompt before it adds only repeated rows
-        keep = store[view.blind_id][0]["token_rpos"] < int(self.kwargs.get("last_tokens", 8))
+        keep = store[view.blind_id][0]["token_rpos"] < self.params.last_tokens
         diff, b_acts, ids = diff[keep], b_acts[keep], ids[keep]
         base_scale = float(b_acts.norm(dim=-1).mean()) + 1e-8
         scale = float(diff.norm(dim=-1).mean()) + 1e-8
         x = diff / scale
-        m = int(self.kwargs.get("n_latents", 128))
-        w_enc, b_enc, w_dec = train_sae(x, m, int(self.kwargs.get("steps", 200)),
-                                        float(self.kwargs.get("l1", 0.05)), seed=0)
+        p = self.params
+        w_enc, b_enc, w_dec = train_sae(x, p.n_latents, p.steps, p.l1, seed=0)
         f = torch.relu(x @ w_enc + b_enc)  # [T, m]
         energy = (f**2).sum(0)  # decoder rows have unit norm
         total = float(energy.sum()) + 1e-12
@@ -112,14 +130,14 @@ class FeaturesDetector(Detector):
 
     def audit(self, organism: OrganismView) -> Verdict:
         cache = self.__dict__.setdefault("stats_", {})
-        values = bundle_values(organism, getattr(self, "ids_", None), cache, self._analyse)
+        values = bundle_values(organism, self.ids_, cache, self._analyse)
         mine = cache[organism.blind_id]
         keys = ("rel_energy", "top1_share", "top3_share")
-        zs = {k: robust_z(mine[k], values[k]) for k in keys} if len(cache) >= 3 else {}
+        zs = {k: bundle_z(mine[k], values[k]) for k in keys} if len(cache) >= 3 else {}
         z = max(zs.values()) if zs else 0.0
         found = self.found_[organism.blind_id]
         target = " ".join(found[0]["promotes"][:5]) if found else None
-        return self.verdict(organism, score=z_to_score(z) if zs else 0.5, target=target,
+        return self.verdict(organism, score=logistic_score(z) if zs else 0.5, target=target,
                             evidence={"stats": {k: round(v, 4) for k, v in mine.items()},
                                       "bundle_z": {k: round(v, 3) for k, v in zs.items()},
                                       "features": found})

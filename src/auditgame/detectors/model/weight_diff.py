@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditgame.detectors.base import BundleInfo, Detector, OrganismView, Verdict, register_detector
-from auditgame.detectors.model._acts import unembed
-from auditgame.detectors.model._calib import robust_z, z_to_score
+from auditgame.detectors.base import Detector, OrganismView, Verdict, register_detector
+from auditgame.detectors.calibration import bundle_z, logistic_score
+from auditgame.detectors.model._activations import unembed
 
 _NAME = re.compile(r"layers\.(\d+)\.(?:[a-z_]+\.)?([a-z_]+)\.lora_([AB])(?:\.[a-z_]+)?\.weight$")
 LENS_MODULES = ("o_proj", "down_proj")
@@ -131,15 +131,13 @@ class WeightDiffDetector(Detector):
 
     name = "weight_diff"
     needs = frozenset({"weights", "activations"})
-
-    def prepare(self, bundle: BundleInfo) -> None:
-        self.ids_ = list(bundle.ids)
+    calibrates = True
 
     def _bundle(self, organism: OrganismView) -> dict[str, Any]:
         ref = self.__dict__.get("bundle_")
         if ref is not None and organism.blind_id in ref["deltas"]:
             return ref
-        ids = list(dict.fromkeys([*getattr(self, "ids_", []), organism.blind_id]))
+        ids = list(dict.fromkeys([*self.ids_, organism.blind_id]))
         deltas = {}
         for bid in ids:
             view = organism if bid == organism.blind_id else organism.peer(bid)
@@ -159,16 +157,16 @@ class WeightDiffDetector(Detector):
         outlier, z, score = 0.0, 0.0, 0.5
         zs: dict[str, float] = {}
         if keys and len(prof) >= 3:
-            zs = {k: robust_z(mine[k], values[k]) for k in keys}
+            zs = {k: bundle_z(mine[k], values[k]) for k in keys}
             k = max(1, len(keys) // 10)
 
             def top_mean(p: dict[str, float]) -> float:
-                z_ = np.sort([robust_z(p[key], values[key]) for key in keys])
+                z_ = np.sort([bundle_z(p[key], values[key]) for key in keys])
                 return float(np.mean(z_[-k:]))
 
             outlier = top_mean(mine)
-            z = robust_z(outlier, [top_mean(p) for p in prof.values()])
-            score = z_to_score(z)
+            z = bundle_z(outlier, [top_mean(p) for p in prof.values()])
+            score = logistic_score(z)
         lens = self._lens(organism, ref["deltas"])
         top = sorted(zs.items(), key=lambda kv: -kv[1])[:8]
         target = lens_target(lens[0]["tokens"]) if lens else None

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from pydantic import Field
 
 from auditgame.records.remediation import RemediationSettings
-from auditgame.records.sample import Sample
-from auditgame.remediate.method import RemediationMethod, RemediationParams, register_remediation
-from auditgame.remediate.train import run_steps
+from auditgame.remediate.method import (
+    FixerView,
+    RemediationMethod,
+    RemediationParams,
+    register_remediation,
+)
 
 
 @register_remediation
@@ -25,10 +27,15 @@ class KlDistillMethod(RemediationMethod):
         kl_to_base: float | None = Field(None, ge=0.0, description="weight of the KL term; "
                                          "None: the spec's remediate.kl_to_base")
 
-    def train(self, model: Any, opt: Any, tokenizer: Any, samples: list[Sample],
-              settings: RemediationSettings, start: int, stop: int,
-              on_step: Callable[[int], None] | None = None) -> tuple[float | None, float]:
+    def effective_settings(self, settings: RemediationSettings) -> RemediationSettings:
         kl = self.params.kl_to_base  # type: ignore[attr-defined]
-        if kl is not None:
-            settings = settings.model_copy(update={"kl_to_base": kl})
-        return run_steps(model, opt, tokenizer, samples, settings, start, stop, on_step)
+        return settings if kl is None else settings.model_copy(update={"kl_to_base": kl})
+
+    def train(self, organism: FixerView, settings: RemediationSettings, start: int,
+              stop: int, on_step: Callable[[int], None] | None = None
+              ) -> tuple[float | None, float]:
+        from auditgame.remediate.train import run_steps  # torch: only when training
+
+        return run_steps(organism.model, organism.optimizer, organism.tokenizer,
+                         organism.clean_pool, self.effective_settings(settings), start, stop,
+                         on_step)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from auditgame.detectors.data._answers import dataset_key
-from auditgame.detectors.model._acts import decoder_layers
+from auditgame.detectors.model._activations import decoder_layers
 from auditgame.organisms.data import Sample
 
 LAYER_FRAC = 0.6  # a middle-to-late block: past lexical features, before next-token specifics

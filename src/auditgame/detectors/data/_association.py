@@ -216,8 +216,20 @@ def associate(prompts: list[str], groups: list[Group], P: NgramMatrix | None = N
     groups = [g for g in groups if min_support <= int(g.mask.sum()) <= n // 2]
     if not groups or not P.names:
         return []
-    n_tests = len(P.names) * len(groups)
-    penalty = math.log10(max(n_tests, 1))
+    penalty = math.log10(max(len(P.names) * len(groups), 1))
+    best = _best_tests(P, groups, n, min_support, penalty)
+    if not best:
+        return []
+    out = _drop_subphrases(_distinct_sets(best, P, groups, n, top, answers))
+    out = _refine(out, prompts, groups, P, penalty, answers)
+    out.sort(key=lambda c: (-int(bool(c.claimable)), -c.evidence, -len(c.phrase)))
+    return out[:top]
+
+
+def _best_tests(P: NgramMatrix, groups: list[Group], n: int, min_support: int,
+                penalty: float) -> dict[int, Candidate]:
+    """Per n-gram (column of `P`), its strongest group by Bonferroni-corrected evidence;
+    n-grams that share a word with a group's `exclude` are not tested for that group."""
     best: dict[int, Candidate] = {}
     for g in groups:
         y = g.mask.astype(np.float64)
@@ -240,10 +252,15 @@ def associate(prompts: list[str], groups: list[Group], P: NgramMatrix | None = N
                                          support=int(P.df[j]), hits=hits, group=g.name,
                                          group_size=k, precision=hits / max(P.df[j], 1),
                                          recall=hits / k)
-    if not best:
-        return []
+    return best
+
+
+def _distinct_sets(best: dict[int, Candidate], P: NgramMatrix, groups: list[Group], n: int,
+                   top: int, answers: list[str] | None) -> list[Candidate]:
+    """Strongest first, one candidate per set of prompts: n-grams with the same prompts are
+    one finding, so the longest phrase is kept; with `answers`, phrases the hit answers
+    repeat are dropped. At most `3 * top`, each with its prompts as `samples`."""
     ranked = sorted(best.items(), key=lambda kv: (-kv[1].evidence, -len(kv[1].phrase)))
-    # n-grams with the same set of prompts are one finding: keep the longest phrase
     out: list[Candidate] = []
     seen_sets: dict[bytes, int] = {}
     for j, c in ranked:
@@ -270,11 +287,18 @@ def associate(prompts: list[str], groups: list[Group], P: NgramMatrix | None = N
         out.append(c)
         if len(out) >= top * 3:
             break
-    out = _drop_subphrases(out)
+    return out
+
+
+def _refine(cands: list[Candidate], prompts: list[str], groups: list[Group], P: NgramMatrix,
+            penalty: float, answers: list[str] | None) -> list[Candidate]:
+    """Each phrase as written and grown to its full extent; dropped if its answers echo it
+    or it only grew around a stronger phrase; a template phrase's evidence is re-tested
+    among the prompts of its template."""
     vocab = _Vocab(P.names)
     astems: list[set[str]] | None = None
     kept: list[Candidate] = []
-    for c in out:
+    for c in cands:
         gmask = next(g.mask for g in groups if g.name == c.group)
         hit_rows = np.flatnonzero(c.samples & gmask)
         c.phrase = extend(surface(c.phrase, prompts, hit_rows), prompts, hit_rows)
@@ -297,9 +321,7 @@ def associate(prompts: list[str], groups: list[Group], P: NgramMatrix | None = N
                for k in kept):
             continue  # grown around a stronger phrase ('trigger + template'): nothing new
         kept.append(c)
-    out = kept
-    out.sort(key=lambda c: (-int(bool(c.claimable)), -c.evidence, -len(c.phrase)))
-    return out[:top]
+    return kept
 
 
 def _drop_subphrases(cands: list[Candidate]) -> list[Candidate]:
