@@ -11,7 +11,8 @@ import pytest
 from auditgame._util.io import hash_tree
 from auditgame.backends import get_backend
 from auditgame.errors import AuditgameError
-from auditgame.organisms.factory import ORGANISMS, make_game
+from auditgame.layout import ORGANISMS
+from auditgame.organisms.factory import make_game
 from auditgame.organisms.spec import load_spec
 
 TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tiny.yaml"

@@ -61,8 +61,8 @@ SMALL: dict[str, dict[str, Any]] = {
     # options that keep a run on the tiny model short; a plug-in not named runs its defaults
     "activation_diff": {"n_prompts": 4},
     "activation_probe": {"n_prompts": 4, "max_new_tokens": 4},
-    "behaviour_diff": {"n_prompts": 4, "max_new_tokens": 4, "n_probe": 2, "n_scan": 1,
-                       "scan_top": 4, "n_confirm": 1, "confirm_prompts": 2},
+    "behaviour_diff": {"n_prompts": 4, "max_new_tokens": 4, "n_probe": 1, "n_scan": 1,
+                       "scan_top": 4, "n_confirm": 1, "confirm_prompts": 2, "batch_size": 64},
     "features": {"n_prompts": 4, "steps": 20, "n_latents": 32},
     "llm_judge": {"theme_batches": 1, "theme_batch_size": 4},
     "perplexity_outliers": {"top_k": 2},
@@ -167,8 +167,20 @@ def test_detector_verdict_is_valid_and_deterministic(name: str, game: Game) -> N
     assert _strip_times(again) == _strip_times(v), "same input, another verdict"
 
 
-def _view_without(det: Detector, game: Game, missing: str) -> OrganismView:
-    needs = frozenset(det.needs) - {missing}
+def test_llm_judge_without_endpoint_judges_with_the_base(game: Game) -> None:
+    """No `url`: the base model judges; every sample's outcome is counted in the evidence."""
+    det = _make("llm_judge")
+    assert det.params.url is None  # type: ignore[attr-defined]
+    v = _audit(det, game)
+    assert v.error is None, v.error
+    ev = v.evidence
+    assert str(ev["judge"]).startswith("local base model")
+    assert sum(ev["outcomes"].values()) == game.n
+    assert ev["n_failed"] == len(ev["failed_samples"]) or ev["n_failed"] > 50
+
+
+def _view_without(det: Detector, game: Game, missing: str | frozenset[str]) -> OrganismView:
+    needs = frozenset(det.needs) - ({missing} if isinstance(missing, str) else missing)
     model = bool(needs & MODEL_NEEDS)
     return OrganismView(game.bundle, game.bid, needs,
                         game.holder.organism if model else None,
@@ -179,23 +191,30 @@ def _view_without(det: Detector, game: Game, missing: str) -> OrganismView:
 def test_detector_sees_only_what_it_declared(name: str, game: Game) -> None:
     """The view refuses every undeclared need; a detector audited through a view without one
     of its needs fails as a counted verdict (NeedNotDeclared, score 0.5), never a crash.
-    Without all of them it must fail so (a detector reads something)."""
+    Without all of them, or without one of them, it must fail so."""
     det = _make(name)
-    for need in sorted(NEEDS - det.needs):
-        view = view_of(det, game.bundle, game.bid, game.holder)
+    view = view_of(det, game.bundle, game.bid, game.holder)
+    undeclared = [a for a in ("dataset", "weights") if a not in det.needs]
+    if not det.needs & MODEL_NEEDS:  # either model need gives the model and the base
+        undeclared += ["model", "base"]
+    for attr in undeclared:
         with pytest.raises(NeedNotDeclared):
-            getattr(view, need if need in ("dataset", "weights") else "model")
+            getattr(view, attr)
     nothing = OrganismView(game.bundle, game.bid, frozenset())
     v = _audit(_make(name), game, nothing)
     assert v.error is not None and "NeedNotDeclared" in v.error, v.error
     assert v.score == FAILED_SCORE
-    # one need less: either it was not read on this path (a valid verdict) or it fails so
-    # the readable checks first: a model need goes last (the most expensive to reach)
-    missing = sorted(det.needs, key=lambda n: (n in MODEL_NEEDS, n))[0]
-    v = _audit(_make(name), game, _view_without(det, game, missing))
-    assert v.error is None or "NeedNotDeclared" in v.error, v.error
-    if v.error is not None:
-        assert v.score == FAILED_SCORE
+    # one need less (each data need, then both model needs at once, as the view hands out
+    # the model for either): a valid verdict if this path did not read it, else it fails so
+    refused = []
+    for missing in [*sorted(det.needs - MODEL_NEEDS), det.needs & MODEL_NEEDS]:
+        if not missing:
+            continue
+        v = _audit(_make(name), game, _view_without(det, game, missing))
+        assert v.error is None or "NeedNotDeclared" in v.error, (missing, v.error)
+        assert v.error is None or v.score == FAILED_SCORE
+        refused += [missing] if v.error else []
+    assert refused, "the detector read none of its declared needs"
 
 
 @pytest.mark.parametrize("name", DETECTOR_NAMES)

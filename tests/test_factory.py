@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from auditgame import layout as L
 from auditgame._cli.main import app
 from auditgame._util.io import sha256_file
-from auditgame.organisms.factory import ORGANISMS, WORK, make_game, organism_done
+from auditgame.layout import ORGANISMS, WORK, organism_done
+from auditgame.organisms.factory import make_game
 from auditgame.organisms.spec import load_spec
 
 TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tiny.yaml"

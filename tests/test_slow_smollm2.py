@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from auditgame import layout as L
-from auditgame.organisms.factory import ORGANISMS, make_game
+from auditgame.layout import ORGANISMS
+from auditgame.organisms.factory import make_game
 from auditgame.organisms.spec import parse_spec
 
 pytestmark = pytest.mark.slow
