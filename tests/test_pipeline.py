@@ -19,6 +19,7 @@ from _pipegame import (
 )
 from typer.testing import CliRunner
 
+from auditgame import layout as L
 from auditgame import pipeline as P
 from auditgame._cli.main import app
 from auditgame.detectors import Detector, read_verdicts, register_detector
@@ -31,12 +32,12 @@ def game(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def stages(game: Path) -> dict[str, dict[str, Any]]:
-    return {s["stage"]: s for s in json.loads((game / P.PIPELINE_LOG).read_text())["stages"]}
+    return {s["stage"]: s for s in json.loads((game / L.PIPELINE_LOG).read_text())["stages"]}
 
 
 def mtimes(game: Path) -> dict[str, int]:
     return {p.relative_to(game).as_posix(): p.stat().st_mtime_ns
-            for p in game.rglob("*") if p.is_file() and p.name != P.PIPELINE_LOG}
+            for p in game.rglob("*") if p.is_file() and p.name != L.PIPELINE_LOG}
 
 
 def test_first_run_runs_every_stage(game: Path) -> None:
@@ -51,7 +52,7 @@ def test_first_run_runs_every_stage(game: Path) -> None:
     assert res["n_bootstrap"] == 50
     assert len(list((game / "organisms").iterdir())) == 4
     assert (game / "report.html").stat().st_size > 10_000
-    log = json.loads((game / P.PIPELINE_LOG).read_text())
+    log = json.loads((game / L.PIPELINE_LOG).read_text())
     assert log["detectors"] == DETECTORS.split(",") and log["backend"] == "local"
     print("\nstage seconds: " + ", ".join(f"{k} {v['seconds']:.2f}" for k, v in st.items()))
 
@@ -176,7 +177,7 @@ def test_remediate_stage_calls_the_remediation_entry(game: Path, tmp_path: Path,
 
     def fake_remediate(game: Path, console: Any) -> None:
         calls.append((game, console))
-        (game / P.REMEDIATION).write_text(json.dumps({"version": 1, "budgets": [0],
+        (game / L.REMEDIATION).write_text(json.dumps({"version": 1, "budgets": [0],
                                                       "organisms": {}}))
 
     monkeypatch.setattr(P, "remediate_entry", lambda: fake_remediate)
