@@ -19,7 +19,9 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from auditgame.errors import AuditgameError
 
@@ -29,6 +31,20 @@ T = TypeVar("T", bound=type)
 class PluginError(AuditgameError, ValueError):
     """An unknown, duplicate or malformed plug-in name (or a plug-in that breaks its kind's
     contract when it registers)."""
+
+
+def validate_params(cls: type[BaseModel], params: BaseModel | dict[str, Any] | None,
+                    kwargs: dict[str, Any], field: str) -> BaseModel:
+    """A plug-in's options as its typed Params model; the first validation error becomes one
+    AuditgameError whose field is `field` plus the option's location."""
+    if isinstance(params, cls):
+        return params
+    try:
+        return cls.model_validate({**(params or {}), **kwargs})  # type: ignore[dict-item]
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        raise AuditgameError(err["msg"], field=f"{field}.{loc}") from None
 
 
 def check_name(kind: str, name: str) -> None:

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from auditgame.detectors.view import BundleInfo, OrganismView
-from auditgame.errors import AuditgameError
-from auditgame.plugins import PluginError, Registry
+from auditgame.plugins import PluginError, Registry, validate_params
 from auditgame.records.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -72,15 +71,7 @@ class Detector:
     calibrates: ClassVar[bool] = False
 
     def __init__(self, params: DetectorParams | dict[str, Any] | None = None, **kwargs: Any):
-        if isinstance(params, DetectorParams):
-            self.params = params
-            return
-        try:
-            self.params = self.Params.model_validate({**(params or {}), **kwargs})
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in err.get("loc", ()))
-            raise AuditgameError(err["msg"], field=f"detectors.{self.name}.{loc}") from None
+        self.params = validate_params(self.Params, params, kwargs, f"detectors.{self.name}")
 
     def prepare(self, bundle: BundleInfo) -> None:
         """Called once before any `audit` with bundle-wide public facts; keeps the ids."""

@@ -32,10 +32,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from auditgame.errors import AuditgameError
-from auditgame.plugins import PluginError, Registry
+from auditgame.plugins import PluginError, Registry, validate_params
 from auditgame.records.remediation import RemediationSettings
 
 if TYPE_CHECKING:
@@ -117,15 +117,7 @@ class RemediationMethod:
 
     def __init__(self, params: RemediationParams | dict[str, Any] | None = None,
                  **kwargs: Any):
-        if isinstance(params, RemediationParams):
-            self.params = params
-            return
-        try:
-            self.params = self.Params.model_validate({**(params or {}), **kwargs})
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in err.get("loc", ()))
-            raise AuditgameError(err["msg"], field=f"remediate.method_params.{loc}") from None
+        self.params = validate_params(self.Params, params, kwargs, "remediate.method_params")
 
     def effective_settings(self, settings: RemediationSettings) -> RemediationSettings:
         """The settings this method really trains with; the round records these, so the
