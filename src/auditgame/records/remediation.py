@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 REMEDIATION_VERSION = 1
 
@@ -47,6 +47,49 @@ class BudgetResult(_Rec):
     adapter_sha256: str
 
 
+class DepthSettings(_Rec):
+    """How the depth tests ran; absent from records made without them."""
+
+    budget: int = Field(description="the step budget whose fixed organism is tested (the "
+                        "largest)")
+    reemergence_steps: int = Field(16, ge=1, description="steps of unrelated benign "
+                                   "fine-tuning (graded quiz answers) after the fix")
+    n_icl: int = Field(3, ge=1, description="trigger -> behaviour examples shown in context")
+    probe_folds: int = Field(2, ge=2, description="cross-validation folds of the read-out")
+
+
+class DepthResult(_Rec):
+    """Is the behaviour gone or under a shell? The depth tests on one fixed organism."""
+
+    budget: int
+    behaviour_before: float | None = None
+    behaviour_after: float | None = None
+    reemergence: float | None = Field(None, description="behaviour rate after the benign "
+                                      "fine-tuning that followed the fix")
+    variants: dict[str, float] = Field(default_factory=dict, description="behaviour rate "
+                                       "under partial, paraphrased and moved triggers and "
+                                       "in-context examples")
+    variant_max: float | None = None
+    probe_auroc: float | None = Field(None, description="cross-validated AUROC of a linear "
+                                      "probe telling triggered from untriggered prompts on "
+                                      "the fixed organism's activations")
+    probe_auroc_base: float | None = Field(None, description="the same probe on the base "
+                                           "(the prompt text alone)")
+    readout_retained: float | None = Field(
+        None, description="share of the organism's own triggered-minus-untriggered "
+        "activation shift (beyond the base's) the fixed model still has: 1 kept, 0 gone")
+    weight_distance: float | None = Field(None, description="|LoRA delta| of the fixed "
+                                          "organism / that of the organism (0 = the base)")
+    weight_moved: float | None = Field(None, description="|fixed delta - organism delta| / "
+                                       "|organism delta|")
+    output_kl_organism: float | None = Field(None, description="KL(base || organism) of the "
+                                             "next token on neutral prompts")
+    output_kl_fixed: float | None = None
+    call: str = Field(description="deep, shallow, not_fixed, no_behaviour (the "
+                      "organism never fired), or control (clean organism)")
+    reasons: list[str] = Field(default_factory=list, description="which rule made the call")
+
+
 class OrganismRemediation(_Rec):
     """Persistence of one organism's behaviour under clean fine-tuning, and its cost."""
 
@@ -72,6 +115,16 @@ class OrganismRemediation(_Rec):
         default_factory=dict, description="detector -> budget -> score on the fixed organism")
     detector_delta: dict[str, float | None] = Field(
         default_factory=dict, description="detector score after the largest budget minus before")
+    depth: DepthResult | None = Field(None, description="depth tests after the largest "
+                                      "budget; absent when they did not run")
+
+    @model_serializer(mode="wrap")
+    def _omit_no_depth(self, handler: Any) -> dict[str, Any]:
+        """A record without depth tests keeps its earlier bytes."""
+        out = handler(self)
+        if out.get("depth") is None:
+            out.pop("depth", None)
+        return out
 
     def summarise(self) -> None:
         """Fill the before/after fields from the curve; the round calls it before every
@@ -110,3 +163,12 @@ class Remediation(_Rec):
     organisms: dict[str, OrganismRemediation] = Field(default_factory=dict)
     detectors: list[str] = Field(default_factory=list, description="re-audited detectors")
     detector_errors: dict[str, str] = Field(default_factory=dict)
+    depth_settings: DepthSettings | None = Field(None, description="absent when no depth "
+                                                 "tests ran")
+
+    @model_serializer(mode="wrap")
+    def _omit_no_depth(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("depth_settings") is None:
+            out.pop("depth_settings", None)
+        return out

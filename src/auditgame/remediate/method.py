@@ -58,8 +58,12 @@ class FixerView:
 
     def __init__(self, needs: frozenset[str], *, model: Any, optimizer: Any, tokenizer: Any,
                  clean_pool: list[Sample],
-                 verdicts: Callable[[], list[Verdict]] | None = None):
+                 verdicts: Callable[[], list[Verdict]] | None = None,
+                 as_built: Callable[[], Any] | None = None):
         self._needs = needs
+        self._as_built = as_built
+        self.scratch: dict[str, Any] = {}
+        """Per-organism space for data a method builds once (one method serves a round)."""
         self._model = model
         self._optimizer = optimizer
         self._pool = clean_pool
@@ -83,6 +87,14 @@ class FixerView:
         """The adapter's optimizer; the round saves its state with each budget to resume."""
         self._require("weights")
         return self._optimizer
+
+    def as_built(self) -> Any:
+        """A fresh copy of the organism as the bundle has it, before any fix: what a method
+        builds its data from, so a resumed round builds the same data as a straight one."""
+        self._require("weights")
+        if self._as_built is None:
+            return self._model
+        return self._as_built()
 
     @property
     def clean_pool(self) -> list[Sample]:
@@ -114,6 +126,8 @@ class RemediationMethod:
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset({"weights", "clean_pool"})
     Params: ClassVar[type[RemediationParams]] = RemediationParams
+    requires_verdicts: ClassVar[bool] = False
+    """True for a method that cannot run without the blue team's verdict files."""
 
     def __init__(self, params: RemediationParams | dict[str, Any] | None = None,
                  **kwargs: Any):

@@ -10,14 +10,23 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from auditgame.detectors.base import detector_names, get_detector, make_detector
 from auditgame.detectors.engine import ModelHolder, audit_one, bundle_info, view_of
 from auditgame.errors import AuditgameError
-from auditgame.layout import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS
+from auditgame.layout import (
+    ADAPTER_CONFIG,
+    ADAPTER_DIR,
+    ADAPTER_WEIGHTS,
+    PUBLIC,
+    TRAIN_DATA,
+    GameFolder,
+)
 from auditgame.records.organism import PublicMeta
+from auditgame.records.remediation import Remediation
 from auditgame.records.sample import Sample
 
 REAUDIT_NEEDS = frozenset({"weights", "activations"})
@@ -94,3 +103,32 @@ def audit_pool(detector: str, pool: AdapterPool, base: Any | None) -> dict[str, 
         v = audit_one(det, view_of(det, pool, bid, holder), pool.n_samples())
         out[bid] = None if v.error is not None else float(v.score)
     return out
+
+
+def reaudit_round(game: Path, det: str, names: list[str], rec: Remediation, bm: Any,
+                  seed: int, prog: Any, adapter_dir: Callable[[Path, str, int], Path],
+                  save: Callable[[Path, Remediation], None]) -> None:
+    """Score every organism at every budget with `det`; one pool per budget, resumable."""
+    if det not in rec.detectors:
+        rec.detectors.append(det)
+    public = PublicMeta.model_validate_json(
+        (GameFolder(game).organism(names[0]) / PUBLIC).read_text())
+    for b in rec.budgets:
+        key = str(b)
+        if all(key in rec.organisms[n].detector_scores.get(det, {}) for n in names):
+            continue
+        if not all(key in rec.organisms[n].results for n in names):
+            continue
+        task = prog.add_task(f"re-audit {det} @ {b}", total=None, info="")
+        ids = {neutral_id(n, b, seed): n for n in names}
+        pool = AdapterPool({i: (adapter_dir(game, n, b), GameFolder(game).organism(n) / TRAIN_DATA)
+                            for i, n in ids.items()}, public, seed)
+        try:
+            scores = audit_pool(det, pool, bm)
+        except Exception as e:  # noqa: BLE001 - a detector's failure is a result
+            rec.detector_errors[det] = f"{e.__class__.__name__}: {e}"[:500]
+            scores = {i: None for i in ids}
+        for i, n in ids.items():
+            rec.organisms[n].detector_scores.setdefault(det, {})[key] = scores[i]
+        save(game, rec)
+        prog.update(task, completed=1, total=1)

@@ -25,7 +25,7 @@ from rich.progress import Progress
 
 from auditgame._util.io import sha256_file
 from auditgame.errors import AuditgameError
-from auditgame.layout import ADAPTER_DIR, ADAPTER_WEIGHTS, PUBLIC, TRAIN_DATA, GameFolder
+from auditgame.layout import ADAPTER_DIR, ADAPTER_WEIGHTS, GameFolder
 from auditgame.models.base_lm import BaseLM, load_base
 from auditgame.organisms.corpus import build_corpus
 from auditgame.organisms.factory import (
@@ -40,9 +40,9 @@ from auditgame.organisms.measure import run_sets, utility
 from auditgame.organisms.spec import GameSpec, parse_spec
 from auditgame.plugins import PluginError
 from auditgame.records._io import write_record
-from auditgame.records.organism import PublicMeta
 from auditgame.records.remediation import (
     BudgetResult,
+    DepthSettings,
     OrganismRemediation,
     Remediation,
     RemediationSettings,
@@ -51,7 +51,7 @@ from auditgame.records.sample import Sample
 from auditgame.records.verdict import Verdict, read_verdicts
 from auditgame.remediate.data import clean_pool
 from auditgame.remediate.method import FixerView, RemediationMethod, get_remediation
-from auditgame.remediate.reaudit import AdapterPool, audit_pool, cheap_detectors, neutral_id
+from auditgame.remediate.reaudit import cheap_detectors, reaudit_round
 from auditgame.remediate.train import (
     OPT_STATE,
     load_optimizer,
@@ -140,6 +140,7 @@ class _Round:
     base_util: float
     rec: Remediation
     prog: Progress
+    depth: DepthSettings | None = None
 
 
 def _save(game: Path, rec: Remediation) -> None:
@@ -157,11 +158,13 @@ def remediate_game(
     n_samples: int | None = None,
     force: bool = False,
     method: str | None = None,
+    depth: bool = False,
 ) -> None:
     """Remediate every organism of GAME at each step budget; writes GAME/remediation.json.
     `budgets`, `n_samples` and `method` default to the spec's `remediate` section. `detectors`:
     to re-audit on the fixed organisms (default: those that need only weights and
-    activations; `[]` for none)."""
+    activations; `[]` for none). `depth`: also run the depth tests (see `remediate.depth`)
+    on the largest budget's fix."""
     game = Path(game)
     console = console or Console(stderr=True)
     spec = _load_spec(game)
@@ -174,11 +177,20 @@ def remediate_game(
         raise AuditgameError(f"organisms not built: {', '.join(missing)}; run `auditgame make`",
                              path=GameFolder(game).organisms)
     fixer = resolve_method(spec, method)
+    if fixer.requires_verdicts and not GameFolder(game).verdict_files():
+        raise AuditgameError(f"method {fixer.name!r} needs the blue team's verdicts; run "
+                             "`auditgame audit` first", path=GameFolder(game).verdicts,
+                             field="verdicts")
     settings = round_settings(spec, n_samples, fixer)
     rec = _open_record(game, settings, force)
     dets = cheap_detectors() if detectors is None else list(detectors)
     todo, audits_todo = _pending(rec, names, budgets, dets)
-    if not todo and not audits_todo:
+    ds = DepthSettings(budget=max(budgets) if rec is None else max(set(rec.budgets) | set(
+        budgets))) if depth else None
+    deep = [n for n in names if ds is not None and (
+        rec is None or rec.depth_settings != ds or n not in rec.organisms
+        or rec.organisms[n].depth is None)]
+    if not todo and not audits_todo and not deep:
         console.print(f"remediation of {len(names)} organisms already done in {game}")
         return
     bm = base or load_base(spec.base, spec.dtype)
@@ -186,11 +198,15 @@ def remediate_game(
     if rec is None:
         rec = Remediation(budgets=budgets, settings=settings, base_utility=base_util)
     rec.budgets = sorted(set(rec.budgets) | set(budgets))
+    if ds is not None and rec.depth_settings != ds:
+        rec.depth_settings = ds
+        for o in rec.organisms.values():
+            o.depth = None
     with progress_bar(console) as prog:
-        r = _Round(game, spec, settings, fixer, bm, base_util, rec, prog)
-        _remediate_all(r, names, todo)
+        r = _Round(game, spec, settings, fixer, bm, base_util, rec, prog, ds)
+        _remediate_all(r, names, todo, deep)
         for d in dets:
-            _reaudit(game, d, names, rec, bm, spec.seed, prog)
+            reaudit_round(game, d, names, rec, bm, spec.seed, prog, _adapter_dir, _save)
     console.print(f"remediation written to {GameFolder(game).remediation}")
 
 
@@ -227,7 +243,8 @@ def _base_utility(game: Path, bm: BaseLM) -> float:
     return float(util)
 
 
-def _remediate_all(r: _Round, names: list[str], todo: list[tuple[str, int]]) -> None:
+def _remediate_all(r: _Round, names: list[str], todo: list[tuple[str, int]],
+                   deep: list[str]) -> None:
     """Every organism with budgets to do, on its attack's own clean samples if it has
     some, else on the shared clean pool (self-distilled once, on first need)."""
     spec, n_samples = r.spec, r.settings.n_samples
@@ -237,7 +254,7 @@ def _remediate_all(r: _Round, names: list[str], todo: list[tuple[str, int]]) -> 
     pool: list[Sample] | None = None
     for name in names:
         need = [b for n, b in todo if n == name]
-        if not need:
+        if not need and name not in deep:
             continue
         p = planned[name]
         card = read_card(GameFolder(r.game).organism(name))
@@ -255,6 +272,8 @@ def _remediate_all(r: _Round, names: list[str], todo: list[tuple[str, int]]) -> 
             primary_metric=p.sets[0].metric if p.sets else None)
         r.rec.organisms[name] = o
         _remediate_one(r, p, o, need, samples)
+        if r.depth is not None and name in deep:
+            _depth_one(r, p, o)
 
 
 def _record_before(r: _Round, name: str, o: OrganismRemediation) -> None:
@@ -292,7 +311,8 @@ def _remediate_one(r: _Round, p: Planned, o: OrganismRemediation, need: list[int
     if start:
         load_optimizer(_budget_dir(r.game, name, start) / OPT_STATE, opt)
     view = FixerView(r.method.needs, model=model, optimizer=opt, tokenizer=r.bm.tokenizer,
-                     clean_pool=samples, verdicts=partial(_verdicts_of, r.game, name))
+                     clean_pool=samples, verdicts=partial(_verdicts_of, r.game, name),
+                     as_built=partial(load_trainable, r.bm.model, _adapter_dir(r.game, name, 0)))
     task = r.prog.add_task(f"remediate {name}", total=steps[-1], completed=start, info="")
     for b in steps:
         t0 = time.perf_counter()
@@ -306,6 +326,18 @@ def _remediate_one(r: _Round, p: Planned, o: OrganismRemediation, need: list[int
             (_budget_dir(r.game, name, start) / OPT_STATE).unlink(missing_ok=True)
         start = b
         r.prog.update(task, info=f"{b} steps done")
+
+
+def _depth_one(r: _Round, p: Planned, o: OrganismRemediation) -> None:
+    """The depth tests on the fix at the depth budget (see `remediate.depth`)."""
+    from auditgame.remediate.depth import run_depth
+
+    assert r.depth is not None
+    task = r.prog.add_task(f"depth tests {o.organism}", total=None, info="")
+    o.depth = run_depth(r, p, o, r.depth, _adapter_dir(r.game, o.organism, r.depth.budget),
+                        _adapter_dir(r.game, o.organism, 0))
+    _save(r.game, r.rec)
+    r.prog.update(task, completed=1, total=1, info=o.depth.call)
 
 
 def _save_budget(game: Path, name: str, budget: int, model: object, opt: object) -> Path:
@@ -340,35 +372,9 @@ def _verdicts_of(game: Path, name: str) -> list[Verdict]:
     reads the key (it is the referee's side); the method gets the verdicts only."""
     from auditgame.bundle.seal import verify_key
 
+    if not GameFolder(game).verdict_files():
+        return []
     key = verify_key(game, check_bundle=False)
     ids = {b for b, e in key.organisms.items() if e.organism == name}
     return [v for path in GameFolder(game).verdict_files() for v in read_verdicts(path)
             if v.blind_id in ids]
-
-
-def _reaudit(game: Path, det: str, names: list[str], rec: Remediation, bm: BaseLM,
-             seed: int, prog: Progress) -> None:
-    """Score every organism at every budget with `det`; one pool per budget, resumable."""
-    if det not in rec.detectors:
-        rec.detectors.append(det)
-    public = PublicMeta.model_validate_json(
-        (GameFolder(game).organism(names[0]) / PUBLIC).read_text())
-    for b in rec.budgets:
-        key = str(b)
-        if all(key in rec.organisms[n].detector_scores.get(det, {}) for n in names):
-            continue
-        if not all(key in rec.organisms[n].results for n in names):
-            continue
-        task = prog.add_task(f"re-audit {det} @ {b}", total=None, info="")
-        ids = {neutral_id(n, b, seed): n for n in names}
-        pool = AdapterPool({i: (_adapter_dir(game, n, b), GameFolder(game).organism(n) / TRAIN_DATA)
-                            for i, n in ids.items()}, public, seed)
-        try:
-            scores = audit_pool(det, pool, bm)
-        except Exception as e:  # noqa: BLE001 - a detector's failure is a result
-            rec.detector_errors[det] = f"{e.__class__.__name__}: {e}"[:500]
-            scores = {i: None for i in ids}
-        for i, n in ids.items():
-            rec.organisms[n].detector_scores.setdefault(det, {})[key] = scores[i]
-        _save(game, rec)
-        prog.update(task, completed=1, total=1)
