@@ -64,16 +64,26 @@ SCAN_REPORT = "scan.json"
 
 def organism_done(folder: Path) -> bool:
     """Finished means every file listed in hashes.json is present with its hash."""
+    return not altered_files(folder)
+
+
+def altered_files(folder: Path) -> list[str]:
+    """Files of an organism folder that are missing or differ from hashes.json (hashes.json
+    itself when it is missing or unreadable); [] for a finished, untouched organism."""
     h = folder / HASHES
-    if not h.exists():
-        return False
     try:
-        listed = json.loads(h.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    if not isinstance(listed, dict):
-        return False
-    return all((folder / k).exists() and sha256_file(folder / k) == v for k, v in listed.items())
+        listed = json.loads(h.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return [HASHES]
+    if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
+        return [HASHES]
+    bad = []
+    for k, v in sorted(listed.items()):
+        p = folder / k
+        if (not isinstance(k, str) or Path(k).is_absolute() or ".." in Path(k).parts
+                or not p.is_file() or sha256_file(p) != v):
+            bad.append(str(k))
+    return bad
 
 
 def safe_name(name: str, what: str = "name") -> str:

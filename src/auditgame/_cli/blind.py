@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from auditgame._cli.main import app, clean_errors, err, out
+from auditgame._cli.main import app, at_least, clean_errors, err, out
 from auditgame.errors import AuditgameError
 
 
@@ -115,6 +115,7 @@ def score(
     """Score every verdict file against the committed key; writes GAME/results.json."""
     from auditgame.referee import score_game
 
+    at_least(n_bootstrap, 0, "--n-bootstrap")
     res = score_game(game, n_boot=n_bootstrap, seed=seed)
     table = Table(title=f"results for {game} (commitment {res.commitment[:12]}...)")
     for col in ("detector", "attack", "pois/clean", "AUROC [95% CI]", "TPR@FPR<=5%", "Brier",

@@ -36,6 +36,13 @@ def clean_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def at_least(value: int | None, low: int, option: str) -> None:
+    """A numeric option below its floor is one line naming the option (click's own range
+    errors print a framed usage box instead)."""
+    if value is not None and value < low:
+        raise AuditgameError(f"must be at least {low}, not {value}", field=option)
+
+
 def default_spec_path() -> Path:
     """The default game spec shipped inside the package: every attack kind and its controls."""
     return Path(__file__).resolve().parent.parent / "examples" / "default.yaml"
@@ -123,6 +130,7 @@ def run(
     from auditgame.layout import GameFolder
     from auditgame.pipeline import run_pipeline
 
+    at_least(n_bootstrap, 0, "--n-bootstrap")
     path = spec or run_spec_path()
     records = run_pipeline(
         path, out_dir, detectors=None if detectors is None else detectors.split(","),

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from auditgame._cli.main import app, clean_errors, err, out
+from auditgame._cli.main import app, at_least, clean_errors, err, out
+from auditgame.records.remediation import Remediation
 
 
 def _fmt(x: float | None) -> str:
@@ -31,10 +32,21 @@ def remediate(
         "the spec's remediate.method with its method_params; another one runs with its "
         "defaults)"),
     force: bool = typer.Option(False, "--force", help="discard earlier results and redo"),
+    depth: bool = typer.Option(False, "--depth", help="also run the depth tests on the "
+                               "largest budget's fix (re-emergence, variants, read-out, "
+                               "distance) and make the shallow/deep call"),
 ) -> None:
     """Fine-tune every organism on clean data it never saw; writes GAME/remediation.json."""
+    from auditgame.layout import GameFolder
+    from auditgame.organisms.spec import RemediateSpec, load_spec
+
+    if GameFolder(game).spec.exists():
+        load_spec(GameFolder(game).spec)  # unreadable YAML: one line naming the line at fault
     from auditgame.remediate import parse_budgets, read_remediation, remediate_game
 
+    floor = next(m.ge for m in RemediateSpec.model_fields["n_samples"].metadata
+                 if hasattr(m, "ge"))
+    at_least(n_samples, floor, "--n-samples")
     dets: list[str] | None = None
     if detectors is not None:
         if detectors.strip().lower() == "none":
@@ -45,7 +57,8 @@ def remediate(
             dets = _detector_list(detectors)
     remediate_game(game, console=err,
                    budgets=None if budgets is None else parse_budgets(budgets),
-                   detectors=dets, n_samples=n_samples, force=force, method=method)
+                   detectors=dets, n_samples=n_samples, force=force, method=method,
+                   depth=depth)
     rec = read_remediation(game)
     assert rec is not None
     table = Table(title=f"remediation of {game} by {rec.settings.method} "
@@ -62,3 +75,22 @@ def remediate(
         table.add_row(o.organism, o.attack, m or "-", curve if m else "-", _fmt(o.persistence),
                       _fmt(o.relapse_asr), _fmt(o.near_miss_after), uc, delta or "-")
     out.print(table)
+    if any(o.depth is not None for o in rec.organisms.values()):
+        out.print(_depth_table(rec))
+
+
+def _depth_table(rec: Remediation) -> Table:
+    """Organism x the depth tests of this method, and the call."""
+    table = Table(title=f"depth tests of {rec.settings.method} at step "
+                  f"{rec.depth_settings.budget if rec.depth_settings else '-'}")
+    for col in ("organism", "before", "after", "re-emergence", "variants max", "probe auroc",
+                "read-out kept", "weight dist.", "call"):
+        table.add_column(col, no_wrap=col == "organism")
+    for o in rec.organisms.values():
+        d = o.depth
+        if d is None:
+            continue
+        table.add_row(o.organism, _fmt(d.behaviour_before), _fmt(d.behaviour_after),
+                      _fmt(d.reemergence), _fmt(d.variant_max), _fmt(d.probe_auroc),
+                      _fmt(d.readout_retained), _fmt(d.weight_distance), d.call)
+    return table

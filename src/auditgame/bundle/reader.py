@@ -17,15 +17,28 @@ from typing import Any
 from pydantic import ValidationError
 
 from auditgame.errors import AuditgameError
-from auditgame.layout import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, MANIFEST, TRAIN_DATA
-from auditgame.records._io import validation_error
+from auditgame.layout import (
+    ADAPTER_CONFIG,
+    ADAPTER_DIR,
+    ADAPTER_WEIGHTS,
+    BUNDLE_FILES,
+    MANIFEST,
+    PUBLIC,
+    TRAIN_DATA,
+    safe_name,
+)
+from auditgame.records._io import check_sample_row, validation_error
 from auditgame.records.key import Manifest
 from auditgame.records.organism import PublicMeta
 from auditgame.records.sample import Sample
 
 
 class Bundle:
-    """Read-only access to a sealed bundle folder; it never looks outside `root`."""
+    """Read-only access to a sealed bundle folder; it never looks outside `root`.
+
+    A bundle may come from someone else, so opening one checks every file of every organism
+    (present, parseable, of the right shape, blind ids that are plain folder names) and
+    refuses a bad one with one line naming it, before any detector runs."""
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
@@ -38,8 +51,11 @@ class Bundle:
         except ValidationError as e:
             raise validation_error(e, path) from None
         for bid in self.manifest.ids:
+            safe_name(bid, f"{MANIFEST}: ids")
             if not (self.root / bid).is_dir():
                 raise AuditgameError(f"organism folder {bid!r} is missing", path=self.root)
+        for bid in self.manifest.ids:
+            check_organism_folder(self.root / bid)
 
     @property
     def ids(self) -> list[str]:
@@ -91,3 +107,70 @@ class Bundle:
                 out[p.relative_to(root).as_posix()] = {"size": float(st.st_size),
                                                        "mtime": float(st.st_mtime)}
         return out
+
+
+def check_organism_folder(folder: Path) -> None:
+    """Every public file of one blind folder is present and well formed (the weights'
+    safetensors header included); the first fault is one AuditgameError naming the file."""
+    for rel in BUNDLE_FILES:
+        if not (folder / rel).is_file():
+            raise AuditgameError("missing", path=folder / rel)
+    path = folder / PUBLIC
+    try:
+        PublicMeta.model_validate_json(path.read_bytes())
+    except ValidationError as e:
+        raise validation_error(e, path) from None
+    _check_adapter_config(folder / ADAPTER_DIR / ADAPTER_CONFIG)
+    _check_safetensors(folder / ADAPTER_DIR / ADAPTER_WEIGHTS)
+    path = folder / TRAIN_DATA
+    n = 0
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise AuditgameError("not UTF-8 text", path=path) from None
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise AuditgameError(f"unparseable JSON ({e.msg})", path=path,
+                                 field=f"line {i}") from None
+        check_sample_row(row, path, f"line {i}")
+        n += 1
+    if n == 0:
+        raise AuditgameError("no training samples", path=path)
+
+
+def _check_adapter_config(path: Path) -> None:
+    try:
+        cfg = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise AuditgameError("not valid JSON", path=path) from None
+    if not isinstance(cfg, dict):
+        raise AuditgameError("must be a JSON object", path=path)
+    for k in ("r", "lora_alpha"):
+        v = cfg.get(k)
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            raise AuditgameError("must be a positive number", path=path, field=k)
+    for k in ("peft_type", "base_model_name_or_path"):
+        if k in cfg and cfg[k] is not None and not isinstance(cfg[k], str):
+            raise AuditgameError("must be a string", path=path, field=k)
+    tm = cfg.get("target_modules")
+    if tm is not None and not (isinstance(tm, str) or (
+            isinstance(tm, list) and all(isinstance(x, str) for x in tm))):
+        raise AuditgameError("must be a module name or a list of them", path=path,
+                             field="target_modules")
+
+
+def _check_safetensors(path: Path) -> None:
+    """The header parses and covers the file exactly (safetensors checks both; no tensor
+    data is read and nothing is unpickled)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if not list(f.keys()):
+                raise AuditgameError("holds no tensors", path=path)
+    except (SafetensorError, OSError) as e:
+        raise AuditgameError(f"not a safetensors file ({str(e)[:80]})", path=path) from None

@@ -250,7 +250,10 @@ def read_commitment(game: Path | str) -> str:
     path = GameFolder(game).commitment
     if not path.exists():
         raise AuditgameError("no commitment; run `auditgame seal` first", path=path)
-    text = path.read_text(encoding="utf-8").strip()
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except UnicodeDecodeError:
+        raise AuditgameError("not a sha256 hex digest (not ASCII text)", path=path) from None
     if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
         raise AuditgameError("not a sha256 hex digest", path=path)
     return text

@@ -239,10 +239,14 @@ def _check_remediation(rem: RemediateSpec, path: str | Path) -> None:
 def load_spec(path: str | Path) -> GameSpec:
     """Read and validate a YAML spec file."""
     p = Path(path)
-    if not p.exists():
-        raise AuditgameError("spec file not found", path=p)
+    if not p.is_file():
+        raise AuditgameError("spec file not found" if not p.exists() else "not a file", path=p)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise AuditgameError("not UTF-8 text", path=p) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "yaml"
