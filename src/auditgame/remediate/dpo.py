@@ -59,7 +59,9 @@ def run_dpo_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, tokenizer:
     rejected = encode(tokenizer, [r for _, r in pairs], settings.max_len)
     pool = encode(tokenizer, anchor, settings.max_len)
     pair_plan = batch_plan(len(pairs), settings.batch_size, stop, settings.seed) if pairs else []
-    pool_plan = batch_plan(len(pool), settings.batch_size, stop, settings.seed + 1)
+    anchored = sft_weight > 0 and bool(pool)
+    pool_plan = batch_plan(len(pool), settings.batch_size, stop, settings.seed + 1) \
+        if anchored else []
     model.train()
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -73,7 +75,7 @@ def run_dpo_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, tokenizer:
             pol, ref = _pair_logps(model, both, device)
             k = len(idx)
             loss = loss + dpo_loss(pol[:k], pol[k:], ref[:k], ref[k:], beta)
-        if sft_weight > 0:
+        if anchored:
             b = collate([pool[i] for i in pool_plan[step]], pad)
             out = model(input_ids=b["input_ids"].to(device),
                         attention_mask=b["attention_mask"].to(device))

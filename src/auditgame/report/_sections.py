@@ -231,6 +231,36 @@ def remediation_row(name: str, o: OrganismRemediation, dets: list[str]) -> str:
             f'<td>{esc(o.primary_metric or "–")}</td>{cells}</tr>')
 
 
+DEPTH_METRICS = (("behaviour_after", "after"), ("reemergence", "re-emergence"),
+                 ("variant_max", "variants (max)"), ("probe_auroc", "probe AUROC"),
+                 ("probe_auroc_base", "probe on base"), ("readout_retained", "read-out kept"),
+                 ("weight_distance", "weight dist."), ("output_kl_fixed", "KL to base"))
+
+
+def depth_table(rem: Remediation) -> str:
+    """Per organism, the depth tests of the fix and the shallow/deep call ('' without)."""
+    rows = []
+    for name, o in sorted(rem.organisms.items()):
+        if o.depth is None:
+            continue
+        p = ["organisms", name, "depth"]
+        cells = "".join(f'<td class="n">{num(getattr(o.depth, k), "remediation", [*p, k])}'
+                        "</td>" for k, _ in DEPTH_METRICS)
+        why = esc("; ".join(o.depth.reasons))
+        rows.append(f'<tr class="depth-row" data-organism="{esc(name)}"><td>{esc(name)}</td>'
+                    f'<td>{esc(o.attack)}</td>{cells}<td title="{why}">{esc(o.depth.call)}'
+                    "</td></tr>")
+    if not rows:
+        return ""
+    head = "".join(f"<th>{esc(lab)}</th>" for _, lab in DEPTH_METRICS)
+    return (f"<p>Depth tests of {esc(rem.settings.method)}: is the behaviour gone or under a "
+            "shell? Re-emergence after unrelated benign fine-tuning, trigger variants, a "
+            "linear read-out of the trigger inside, distance to the base; the call's rule is "
+            "in <code>auditgame.remediate.depth</code>.</p>"
+            f'<table id="depth-table"><tr><th>organism</th><th>kind</th>{head}<th>call</th>'
+            f'</tr>{"".join(rows)}</table>')
+
+
 def remediation_section(d: ReportData) -> str:
     """Persistence curves and the remediation table, or why there are none."""
     if d.remediation is None:
@@ -249,13 +279,13 @@ def remediation_section(d: ReportData) -> str:
     budgets = ", ".join(str(b) for b in rem.budgets)
     return f"""
 <section id="remediation" data-present="1"><h2>Remediation</h2>
-<p>Clean fine-tuning of every organism at step budgets {esc(budgets)}:
+<p>{esc(rem.settings.method)} on every organism at step budgets {esc(budgets)}:
 does the behaviour persist, what does the fix cost in utility (clean controls show the cost),
 and does each detector still flag the fixed organism (&Delta; = score after the largest budget
 minus before)?</p>
 <div class="figs">{fig}</div>
 <table id="remediation-table"><tr><th>organism</th><th>kind</th><th>metric</th>{head}</tr>
-{"".join(rows)}</table></section>"""
+{"".join(rows)}</table>{depth_table(rem)}</section>"""
 
 
 # --- organisms --------------------------------------------------------------------------------
