@@ -361,7 +361,7 @@ def test_a_method_sees_only_what_it_declared(game: Path) -> None:
                            method="test_peek")
         # the whole surface of the view: nothing leads to the key, the card or the name
         assert {a for a in dir(_Seen.views[0]) if not a.startswith("_")} == {
-            "model", "optimizer", "tokenizer", "clean_pool", "verdicts"}
+            "model", "optimizer", "tokenizer", "clean_pool", "verdicts", "as_built", "scratch"}
         _fake_seal(game, {"org-aaa": "clean-1", "org-bbb": "backdoor-1"})
         remediate_game(game, budgets=[0, 1], detectors=[], n_samples=16,
                        method="test_verdicts", force=True)
