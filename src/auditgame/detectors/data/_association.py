@@ -52,6 +52,8 @@ class Candidate:
     recall: float
     samples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
     context: list[str] = field(default_factory=list)  # template phrases around it, if any
+    members: list[str] = field(default_factory=list)  # a trigger set's phrases
+    mode: str = "phrase"  # "phrase", or a set: "all" (together) or "any" (any one of them)
 
     @property
     def claimable(self) -> bool:
@@ -63,7 +65,16 @@ class Candidate:
                 "evidence_log10p": round(self.evidence, 2), "support": self.support,
                 "hits": self.hits, "group": self.group, "group_size": self.group_size,
                 "precision": round(self.precision, 3), "recall": round(self.recall, 3),
-                **({"template_context": self.context} if self.context else {})}
+                **({"template_context": self.context} if self.context else {}),
+                **({"members": self.members, "mode": self.mode} if self.members else {})}
+
+    def present(self, prompt: str) -> bool:
+        """Whether `prompt` carries this trigger (every member, or any, for a set)."""
+        low = prompt.lower()
+        if not self.members:
+            return self.phrase.lower() in low
+        hit = [m.lower() in low for m in self.members]
+        return all(hit) if self.mode == "all" else any(hit)
 
 
 def _squash(e: float) -> float:
@@ -151,6 +162,23 @@ def echo_lift(phrase: str, texts: list[set[str]], hits: np.ndarray, rest: np.nda
         o = sum(w in texts[int(r)] for r in rest_rows) / max(rest_rows.size, 1)
         best = max(best, h - o)
     return best
+
+
+def echo_share(phrase: str, texts: list[set[str]], hits: np.ndarray, rest: np.ndarray) -> float:
+    """The share of the phrase's word stems that the hit answers echo (lift >= MAX_ECHO, see
+    `echo_lift`): a template or topic echo repeats most of its words, while a trigger
+    sentence shares at most a common word or two with its payload ('this', 'please')."""
+    words = sorted(stems(phrase))
+    if not words:
+        return 0.0
+    return sum(echo_lift(w, texts, hits, rest) >= MAX_ECHO for w in words) / len(words)
+
+
+def with_min_df(P: NgramMatrix, min_df: int) -> NgramMatrix:
+    """The columns of `P` seen in at least `min_df` texts (the same matrix a build at that
+    `min_df` gives, in the same order)."""
+    keep = np.flatnonzero(P.df >= min_df)
+    return NgramMatrix(P.X[:, keep], [P.names[i] for i in keep], P.df[keep])
 
 
 class _Vocab:
@@ -305,7 +333,7 @@ def _refine(cands: list[Candidate], prompts: list[str], groups: list[Group], P: 
         if answers is not None:
             if astems is None:
                 astems = [stems(x) for x in answers]
-            if echo_lift(c.phrase, astems, c.samples & gmask, ~c.samples) >= MAX_ECHO:
+            if echo_share(c.phrase, astems, c.samples & gmask, ~c.samples) >= 0.5:
                 continue
         ctx = (prompt_context(c.phrase, prompts, c.samples, P, vocab)
                if c.evidence >= CLAIM_LOG10P - 1 else None)

@@ -25,12 +25,16 @@ from auditgame.detectors.data._association import (
     associate,
     evidence_score,
     log10_fisher_sf,
+    prompt_ngrams,
     surface,
+    with_min_df,
 )
 from auditgame.detectors.data._text import clip, ngram_matrix, norm_answer
+from auditgame.detectors.data._trigger_sets import find_sets
 from auditgame.organisms.data import Sample
 
 FLAG_AT = 0.5
+SET_WHEN = 0.9  # below this precision or recall of the best phrase, sets are tried too
 
 
 @dataclass
@@ -68,11 +72,19 @@ def conclude(samples: list[Sample], anomaly: np.ndarray, groups: list[Group],
     """Associate prompt phrases with the anomalous groups and decide what to claim."""
     anomaly = np.clip(np.nan_to_num(np.asarray(anomaly, dtype=float)), 0.0, 1.0)
     prompts = [s.prompt for s in samples]
-    cands = associate(prompts, groups, answers=[s.response for s in samples])
+    answers = [s.response for s in samples]
+    P2 = prompt_ngrams(prompts, 2)
+    P = with_min_df(P2, 3)
+    cands = associate(prompts, groups, P=P, answers=answers)
     themes = list(themes or [])
     extra = dict(extra or {})
     by_name = {g.name: g for g in groups}
     trig = next((c for c in cands if c.claimable), None)
+    if trig is None or min(trig.recall, trig.precision) < SET_WHEN:
+        sets = find_sets(prompts, answers, groups, P, P2)
+        if sets and (trig is None or sets[0].evidence > trig.evidence + 1.0):
+            trig = sets[0]
+            cands = [trig] + [c for c in cands if c is not trig]
     if trig is not None:
         group = by_name[trig.group].mask
         poison = trig.samples & group
