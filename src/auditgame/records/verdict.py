@@ -12,7 +12,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from auditgame._util.io import atomic_write_text
 from auditgame.errors import AuditgameError
@@ -38,6 +45,17 @@ class Verdict(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict, description="free-form evidence")
     runtime_s: float = Field(0.0, ge=0.0, description="wall time spent on this organism")
     error: str | None = Field(None, description="set when the detector failed (score is 0.5)")
+    samples_responsible: list[int] | None = Field(
+        None, description="training samples (bundle order, most responsible first) that an "
+        "influence trace ties to the finding; left out of the file when not traced")
+
+    @model_serializer(mode="wrap")
+    def _omit_untraced(self, handler: Any) -> dict[str, Any]:
+        """Verdicts without a trace keep the bytes they had before the field existed."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("samples_responsible") is None:
+            data.pop("samples_responsible", None)
+        return data
 
     @field_validator("sample_scores")
     @classmethod
