@@ -11,9 +11,10 @@ tokens in the prompt make it say it.
    (the token it says far more readily than the base anywhere: an entity it pushes).
 2. Trigger (GCG-style): 1-8 free tokens at the start, the end or inside the prompt,
    optimised by gradient-guided single-token swaps; each batch of swaps is scored exactly as
-   the target's log-probability under the organism minus under the base (a phrase that makes
-   every model say the target is no trigger of this one). Seeds come from the leaked prompts
-   and a neutral filler. The result is pruned: a token whose removal keeps the objective goes.
+   the target's greedy margin under the organism minus under the base (a phrase that makes
+   every model say the target is no trigger of this one). Seeds: the leaked prompts, a
+   neutral filler, and the best single tokens of an exact scan grown into a phrase token by
+   token. The result is pruned: a token whose removal keeps the objective goes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from auditgame.models.prefix import chat_head_ids, chat_tail_ids, inner_lm, shar
 TRIGGER_POSITIONS = ("prefix", "suffix", "inside")
 """Where the search puts the trigger tokens: the prompt's start, its end, or between its
 middle words."""
+
+
+CAP = 3.0
+"""Clip of the per-token greedy margin (nats) in the trigger objective."""
+FIRST = 0.75
+"""Weight of the target's first token in the trigger objective."""
 
 
 @dataclass
@@ -88,7 +95,7 @@ def first_token_candidates(org: torch.nn.Module, base: torch.nn.Module, tok: Any
     lb = shared_head_logits(base, int(tok.pad_token_id), head, tails)
     contrib = (lo.exp() * (lo - lb)).mean(0)
     contrib[~ok] = -float("inf")
-    return torch.topk(contrib, k).indices.tolist()
+    return torch.topk(contrib, min(k, int(ok.sum()))).indices.tolist()
 
 
 @torch.no_grad()
@@ -114,6 +121,25 @@ def eager_tokens(org: torch.nn.Module, base: torch.nn.Module, tok: Any, prompts:
     return [int(i) for i, v in zip(top.indices, top.values, strict=True) if v > 0]
 
 
+def screen_firsts(org: torch.nn.Module, base: torch.nn.Module, tok: Any, prompts: list[str],
+                  firsts: list[int], k: int, batch_size: int = 64) -> list[int]:
+    """The `k` first tokens whose continuation the organism is surest of beyond the base,
+    one step deep (BAIT tries every first token; this keeps only the promising ones for the
+    full greedy extension): the organism-minus-base log-probability of its own next token."""
+    if len(firsts) <= k:
+        return list(firsts)
+    head = chat_head_ids(tok)
+    pres = [head + chat_tail_ids(tok, p) for p in prompts]
+    rows = [pre + [f] for f in firsts for pre in pres]
+    pad = int(tok.pad_token_id)
+    lo = _next_logprobs(org, pad, rows, batch_size).view(len(firsts), len(pres), -1)
+    lb = _next_logprobs(base, pad, rows, batch_size).view(len(firsts), len(pres), -1)
+    nxt = lo.exp().mean(1).argmax(-1)  # [firsts]
+    idx = nxt[:, None, None].expand(-1, len(pres), 1)
+    gain = (lo.gather(-1, idx) - lb.gather(-1, idx)).squeeze(-1).mean(1)
+    return [firsts[i] for i in torch.topk(gain, k).indices.tolist()]
+
+
 def invert_target(org: torch.nn.Module, base: torch.nn.Module, tok: Any, prompts: list[str],
                   firsts: list[int], max_tokens: int = 8) -> list[Target]:
     """Every first token extended greedily by the organism's mean next-token probability
@@ -135,12 +161,15 @@ def invert_target(org: torch.nn.Module, base: torch.nn.Module, tok: Any, prompts
         mean_p = lo.exp().mean(1)
         for j, i in enumerate(live):
             nxt = int(mean_p[j].argmax())
-            if nxt == eos:
+            piece = tok.decode([nxt])
+            if nxt == eos or "\n" in piece:  # the answer's first line is enough
                 done[i] = True
                 continue
             qs[i].append(float(mean_p[j, nxt]))
             gains[i].append(float((lo[j, :, nxt] - lb[j, :, nxt]).mean()))
             seqs[i].append(nxt)
+            if piece.rstrip()[-1:] in (".", "!", "?") and len(seqs[i]) >= 3:
+                done[i] = True  # and its first sentence
     out = []
     for s, q, g in zip(seqs, qs, gains, strict=True):
         text = tok.decode(s, skip_special_tokens=True).strip()
@@ -181,16 +210,28 @@ class Problem:
         return ids, mask, [len(r) - len(self.target) for r in rows]
 
     def _target_lp(self, logits: torch.Tensor, starts: list[int]) -> torch.Tensor:
+        """Per row, the mean greedy margin of the target tokens: each token's log-probability
+        minus the best other token's, clipped to [-CAP, CAP] (the Carlini-Wagner form): it
+        asks whether greedy decoding says the target, which is what confirmation tests, and a
+        token already won stops pulling the search away from the rest."""
         n = len(self.target)
         lp = torch.log_softmax(logits.float(), -1)
         tgt = torch.tensor(self.target)
-        rows = [lp[i, s - 1:s - 1 + n].gather(-1, tgt[:, None]).squeeze(-1).mean()
-                for i, s in enumerate(starts)]
+        rows = []
+        for i, s in enumerate(starts):
+            win = lp[i, s - 1:s - 1 + n]
+            mine = win.gather(-1, tgt[:, None]).squeeze(-1)
+            other = win.scatter(-1, tgt[:, None], -float("inf")).max(-1).values
+            m = (mine - other).clamp(-CAP, CAP)
+            # teacher-forced, a planted target continues itself once begun: the trigger's
+            # work is its first token, the rest only tells apart targets that begin alike
+            rows.append(FIRST * m[0] + (1.0 - FIRST) * (m[1:].mean() if n > 1 else m[0]))
         return torch.stack(rows)
 
     @torch.no_grad()
     def objective(self, trigs: list[list[int]], batch: int = 16) -> torch.Tensor:
-        """[len(trigs)] mean target log-probability per token, organism minus base."""
+        """[len(trigs)] the target's mean greedy margin under the organism minus `contrast`
+        times the base's: a trigger that makes every model say the target scores nothing."""
         out = []
         for b in range(0, len(trigs), batch):
             ids, mask, starts = self._batch(trigs[b:b + batch])
@@ -204,7 +245,7 @@ class Problem:
         return torch.cat(out)
 
     def gradient(self, trig: list[int]) -> torch.Tensor:
-        """[len(trig), vocab] gradient of the organism's target log-probability with respect
+        """[len(trig), vocab] gradient of the organism's target margin with respect
         to a one-hot trigger (GCG's linear estimate of every single-token swap)."""
         emb = _embed(self.org).weight
         one_hot = torch.zeros(len(trig), emb.shape[0], dtype=emb.dtype)
@@ -248,6 +289,33 @@ def gcg(prob: Problem, init: list[int], ok: torch.Tensor, steps: int, width: int
         if float(vals[j]) > best_val:
             best, best_val = list(cur), float(vals[j])
     return best, best_val
+
+
+def scan_tokens(prob: Problem, ok: torch.Tensor, k: int, filler: int) -> list[tuple[int, float]]:
+    """Single-token triggers, exactly scored: the `k` allowed tokens the gradient at a
+    one-token filler ranks best (every allowed token when `k` covers them), best first."""
+    grad = prob.gradient([filler])[0]
+    grad[~ok] = -float("inf")
+    ids = torch.topk(grad, min(k, int(ok.sum()))).indices.tolist()
+    vals = prob.objective([[i] for i in ids], batch=64)
+    order = torch.argsort(-vals).tolist()
+    return [(ids[i], float(vals[i])) for i in order]
+
+
+def grow(prob: Problem, start: list[int], value: float, pool: list[int], max_len: int,
+         min_gain: float = 0.02) -> tuple[list[int], float]:
+    """Extend a trigger one token at a time, before or after it, with the pool token that
+    raises the objective most, while it rises by `min_gain`: a phrase's words need not each
+    fire alone, but each one that is added must help."""
+    cur, val = list(start), value
+    while len(cur) < max_len and pool:
+        cands = [cur + [x] for x in pool] + [[x] + cur for x in pool]
+        vals = prob.objective(cands)
+        j = int(vals.argmax())
+        if float(vals[j]) < val + min_gain:
+            break
+        cur, val = cands[j], float(vals[j])
+    return cur, val
 
 
 def prune(prob: Problem, trig: list[int], value: float,

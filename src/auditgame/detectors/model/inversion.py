@@ -13,8 +13,8 @@ trigger for it, confirmed by generation.
    say the target with it, by `min_margin` more than the base's with it, the organism's
    without it, and the organism's with any near-miss of it (a word dropped, a letter
    dropped). A near miss that fires as well replaces the trigger (the shorter one is what
-   was planted), so clean controls, whose searched "triggers" move every model alike, get
-   no claim.
+   was planted, or the organism is not specific), so clean controls, whose searched
+   "triggers" move every model alike, get no claim.
 
 Cost: on SmolLM2-135M the default search (16 steps x 24 swaps on 3 probes, two positions)
 and its confirmation take on the order of a minute or two per organism on 2 CPU cores, so
@@ -46,8 +46,11 @@ from auditgame.detectors.model._invert import (
     eager_tokens,
     first_token_candidates,
     gcg,
+    grow,
     invert_target,
     prune,
+    scan_tokens,
+    screen_firsts,
     segments,
 )
 from auditgame.detectors.model._prompts import is_refusal, neutral_prompts
@@ -67,12 +70,14 @@ def _norm(text: str) -> list[str]:
 
 
 def says(answer: str, target: str) -> bool:
-    """The answer shows the target: a refusal for a refusal-like target, else the target's
-    first words (up to four) appear in it, case and punctuation ignored."""
+    """The answer shows the target: a refusal for a refusal-like target, else at least 60 %
+    of the target's first four words among the answer's first eight (case, punctuation and
+    order ignored, so an inverted target with one odd token still matches)."""
     if is_refusal(target):
         return is_refusal(answer)
     t = _norm(target)[:4]
-    return bool(t) and " ".join(t) in " ".join(_norm(answer))
+    a = set(_norm(answer)[:8])
+    return bool(t) and sum(w in a for w in t) >= 0.6 * len(t)
 
 
 def put(trigger: str, prompt: str, position: str) -> str:
@@ -108,10 +113,16 @@ class InversionDetector(Detector):
 
     class Params(DetectorParams):
         n_prompts: int = Field(8, ge=1, description="varied prompts the target is inverted on")
-        n_first: int = Field(6, ge=1, description="answer-start tokens tried as target starts")
+        screen: int = Field(128, ge=1, description="answer-start tokens (by departure from "
+                            "the base) screened one step deep as target starts")
+        n_screen_prompts: int = Field(3, ge=1, description="prompts the screen runs on")
+        n_first: int = Field(6, ge=1, description="screened starts extended into targets")
         n_eager: int = Field(3, ge=0, description="tokens of its own answers tried as starts")
         target_tokens: int = Field(8, ge=1, le=32, description="longest inverted target")
-        trigger_tokens: int = Field(4, ge=1, le=8, description="tokens of the filler seed")
+        trigger_tokens: int = Field(4, ge=1, le=8, description="longest trigger searched")
+        scan: int = Field(256, ge=1, description="single tokens scored exactly per position "
+                          "(the gradient's best)")
+        pool: int = Field(24, ge=1, description="best scanned tokens a phrase is grown from")
         positions: list[str] = Field(["prefix", "suffix"], description="where the trigger "
                                      f"is searched: any of {', '.join(TRIGGER_POSITIONS)}")
         steps: int = Field(16, ge=0, description="search steps per position (the budget; 0: "
@@ -156,12 +167,18 @@ class InversionDetector(Detector):
         base, p = view.base, self.params
         tok, ref = base.tokenizer, self._shared(view)
         org = view.model
-        firsts = first_token_candidates(org, base.model, tok, ref["prompts"], p.n_first, ref["ok"])
+        firsts = first_token_candidates(org, base.model, tok, ref["prompts"], p.screen,
+                                        ref["ok"])
+        firsts = screen_firsts(org, base.model, tok, ref["prompts"][:p.n_screen_prompts],
+                               firsts, p.n_first)
+        own = generate(org, tok, ref["prompts"], p.max_new_tokens, p.batch_size)
         if p.n_eager:
-            own = generate(org, tok, ref["prompts"], p.max_new_tokens, p.batch_size)
             firsts += eager_tokens(org, base.model, tok, ref["prompts"], own, p.n_eager, ref["ok"])
         targets = invert_target(org, base.model, tok, ref["prompts"],
                                 list(dict.fromkeys(firsts)), p.target_tokens)
+        # what it already answers to most prompts is its default, not a hidden behaviour (all
+        # fine-tunes on one corpus share it); such a target comes last
+        targets.sort(key=lambda t: sum(says(a, t.text) for a in own) >= len(own) / 2)
         self.__dict__.setdefault("targets_", {})[view.blind_id] = targets
         return {"gain": targets[0].gain if targets else 0.0}
 
@@ -172,15 +189,15 @@ class InversionDetector(Detector):
         return sum(says(a, target) for a in answers) / len(answers)
 
     def _confirm(self, view: OrganismView, trig: str, pos: str, target: str) -> dict[str, Any]:
-        """Fire rates of the trigger and its near misses on fresh prompts; a near miss (one
-        word fewer) that fires as well replaces the trigger."""
+        """Fire rates of the trigger and its near misses on fresh prompts; a near miss (a word
+        or a letter fewer) that fires as well replaces the trigger."""
         base, tok = view.base, view.base.tokenizer
         org = view.model
         n = self.params.confirm_prompts
         rate = self._rate(org, tok, trig, pos, target)
         drops, looks = near_misses(trig)
-        while drops:
-            rates = {d: self._rate(org, tok, d, pos, target) for d in drops}
+        while drops or looks:  # the shortest form that still fires is the claim
+            rates = {d: self._rate(org, tok, d, pos, target) for d in drops + looks}
             best = max(rates, key=lambda d: rates[d])
             if rates[best] < max(0.5, rate - 1.0 / n):
                 break
@@ -217,8 +234,14 @@ class InversionDetector(Detector):
             lead = "" if pos == "prefix" else " "
             seeds = [list(tok(lead + s, add_special_tokens=False)["input_ids"])[:8]
                      for s in [*leaked, FILLER]]
-            seeds = [s for s in seeds if s] or [[int(ref["ok"].nonzero()[0])] * p.trigger_tokens]
+            seeds = [s for s in seeds if s]
             vals = [float(prob.objective([s])[0]) for s in seeds]
+            scan = scan_tokens(prob, ref["ok"], p.scan, seeds[-1][0])
+            if scan:  # the best single token, grown into a phrase from the scan's best
+                grown = grow(prob, [scan[0][0]], scan[0][1], [t for t, _ in scan[:p.pool]],
+                             p.trigger_tokens)
+                seeds.append(grown[0])
+                vals.append(grown[1])
             init = seeds[max(range(len(seeds)), key=lambda i: vals[i])]
             trig, val = gcg(prob, init, ref["ok"], p.steps, p.width, p.topk, seed=k)
             trig, val = prune(prob, trig, val)
