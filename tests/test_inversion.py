@@ -49,7 +49,8 @@ def _organism(game: Path, name: str, poisoned: bool, seed: int, tiny) -> None:
 
     fake_organism(game, name, "backdoor" if poisoned else "clean", seed)
     folder = game / "organisms" / name
-    model, _ = train_lora(copy.deepcopy(tiny.model), tiny.tokenizer, _samples(poisoned), SPEC,
+    spec = SPEC if poisoned else SPEC.model_copy(update={"epochs": 8})  # a clean fine-tune
+    model, _ = train_lora(copy.deepcopy(tiny.model), tiny.tokenizer, _samples(poisoned), spec,
                           seed=seed)
     shutil.rmtree(folder / L.ADAPTER_DIR)
     model.save_pretrained(str(folder / L.ADAPTER_DIR))

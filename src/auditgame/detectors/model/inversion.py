@@ -203,7 +203,7 @@ class InversionDetector(Detector):
                 break
             trig, rate = best, rates[best]
             drops, looks = near_misses(trig)
-        memo = self.__dict__["shared_"]["base_gen"]
+        memo = self.__dict__["shared_"]["base_gen"]  # also the organisms' untriggered rates
         key = (trig, pos, target)
         if key not in memo:
             memo[key] = self._rate(base.model, tok, trig, pos, target)
@@ -226,6 +226,13 @@ class InversionDetector(Detector):
                                    ref["leak"], p.n_seeds)
         out: dict[str, Any] = {"leaked": leaked, "searched": [], "confirmed": []}
         if p.steps == 0 or target is None:
+            return out
+        memo = ref["base_gen"]
+        akey = (view.blind_id, target.text)
+        if akey not in memo:
+            memo[akey] = self._rate(org, tok, None, "prefix", target.text)
+        if memo[akey] > 1.0 - p.min_margin:  # it says so anyway: no trigger could be claimed
+            out["default_rate"] = round(memo[akey], 3)
             return out
         tgt = target.ids[: p.target_tokens]
         for k, pos in enumerate(p.positions):
