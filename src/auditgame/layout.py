@@ -87,9 +87,10 @@ def altered_files(folder: Path) -> list[str]:
 
 
 def safe_name(name: str, what: str = "name") -> str:
-    """A folder name that stays inside its parent: no separators, no '..', not hidden."""
+    """A folder name that stays inside its parent: no separators, no '..', not hidden, no
+    drive (':')."""
     if (not name or name in (".", "..") or name.startswith(".") or "/" in name
-            or "\\" in name or "\0" in name):
+            or "\\" in name or "\0" in name or ":" in name):
         raise AuditgameError(f"{name!r} is not a plain folder name", field=what)
     return name
 
