@@ -24,6 +24,9 @@ class TriggerRow(BaseModel):
     support: int = Field(ge=0, description="prompts that contain the phrase")
     hits: int = Field(0, ge=0, description="of those, with an anomalous answer")
     detector: str = ""
+    mode: Literal["phrase", "all", "any"] = Field(
+        "phrase", description="one phrase, or a trigger set: all members together, or any one")
+    members: list[str] = Field(default_factory=list, description="a trigger set's phrases")
 
 
 class VerdictRow(BaseModel):

@@ -96,19 +96,21 @@ def _report(samples: list[Sample], name: str, verdicts: dict[str, Verdict],
             seen.add(key)
             trig_rows.append(TriggerRow(phrase=str(t["phrase"]), score=float(t["score"]),
                                         support=int(t["support"]), hits=int(t.get("hits", 0)),
-                                        detector=det))
+                                        detector=det, mode=t.get("mode", "phrase"),
+                                        members=list(t.get("members", []))))
     trig_rows.sort(key=lambda t: (-(t.phrase == trig), -t.score))
     poisoned = pv.score >= FLAG_AT
     theme = None
     if poisoned and not trig and pv.target:
         theme = pv.target
+    claimed = next((t for t in trig_rows if t.phrase == trig), None)
     rows: list[SampleFlag] = []
     for i, s in enumerate(scores):
         reasons: list[str] = []
         flagged = poisoned and s >= FLAG_AT
         if flagged:
             p = samples[i]
-            if trig and trig.lower() in p.prompt.lower():
+            if trig and carries(p.prompt, trig, claimed):
                 reasons.append(f"prompt contains suspected trigger {trig!r}")
             if pv.target and pv.target.lower()[:40] in p.response.lower():
                 reasons.append("answer carries the suspected target")
@@ -141,3 +143,13 @@ def _report(samples: list[Sample], name: str, verdicts: dict[str, Verdict],
                                      runtime_s=v.runtime_s, error=v.error)
                       for k, v in verdicts.items()},
         runtime_s=round(runtime, 3), samples_per_s=round(len(samples) / max(runtime, 1e-9), 1))
+
+
+def carries(prompt: str, trigger: str, row: TriggerRow | None) -> bool:
+    """Whether a prompt carries the claimed trigger: the phrase, or for a trigger set every
+    member (all) or one of them (any)."""
+    low = prompt.lower()
+    if row is None or not row.members:
+        return trigger.lower() in low
+    hit = [m.lower() in low for m in row.members]
+    return all(hit) if row.mode == "all" else any(hit)

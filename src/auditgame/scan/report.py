@@ -14,7 +14,12 @@ def summary_lines(r: ScanReport) -> list[str]:
     if v.poisoned:
         lines.append(f"[bold red]POISONED[/bold red] (score {v.score:.3f}; false-alarm rate on "
                      f"clean data <= {v.false_alarm_rate:g})")
-        if r.trigger:
+        row = next((t for t in r.triggers if t.phrase == r.trigger), None)
+        if row is not None and row.members:
+            how = "all together" if row.mode == "all" else "any one of them"
+            lines.append(f"suspected trigger set ({how}): "
+                         + " ; ".join(f"[bold]{m!r}[/bold]" for m in row.members))
+        elif r.trigger:
             lines.append(f"suspected trigger: [bold]{r.trigger!r}[/bold]")
         else:
             lines.append("no trigger phrase in the prompts predicts the anomaly")

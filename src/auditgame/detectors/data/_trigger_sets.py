@@ -26,7 +26,11 @@ from auditgame.detectors.data._association import (
     MIN_RECALL,
     Candidate,
     Group,
+    echo_share,
+    extend,
     log10_fisher_sf,
+    stems,
+    surface,
 )
 from auditgame.detectors.data._text import NgramMatrix
 
@@ -189,8 +193,6 @@ def find_sets(prompts: list[str], answers: list[str], groups: list[Group], P: Ng
               P2: NgramMatrix, min_support: int = 3) -> list[Candidate]:
     """Claimable trigger sets for `associate`'s groups and penalty, members as written; a set
     with a member its answers echo (the prompt asked about it) is dropped."""
-    from auditgame.detectors.data._association import echo_share, stems, surface
-
     n = len(prompts)
     groups = [g for g in groups if min_support <= int(g.mask.sum()) <= n // 2]
     if not groups or not P.names:
@@ -207,7 +209,18 @@ def find_sets(prompts: list[str], answers: list[str], groups: list[Group], P: Ng
             continue
         if any(echo_share(m, astems, hit, ~c.samples) >= 0.5 for m in c.members):
             continue
-        c.members = [surface(m, prompts, np.flatnonzero(hit)) for m in c.members]
+        c.members = [_as_written(m, prompts, hit) for m in c.members]
         c.phrase = (" + " if c.mode == "all" else " | ").join(c.members)
         out.append(c)
     return out
+
+
+def _as_written(member: str, prompts: list[str], hit: np.ndarray) -> str:
+    """A member as written in its hit prompts and grown to its full extent (a trigger longer
+    than the 4-token n-gram limit is named whole, as for single phrases)."""
+    low = member.lower()
+    rows = np.array([r for r in np.flatnonzero(hit) if low in prompts[int(r)].lower()
+                     or low.replace(" ", "") in prompts[int(r)].lower().replace(" ", "")])
+    if rows.size == 0:
+        return member
+    return extend(surface(member, prompts, rows), prompts, rows)
