@@ -163,7 +163,8 @@ class InversionDetector(Detector):
         return ref
 
     def _target(self, view: OrganismView) -> dict[str, float]:
-        """The inverted targets of one organism (kept), and its best gain (the statistic)."""
+        """The inverted targets of one organism (kept), and the best gain of one it does not
+        already give unprompted (the statistic)."""
         base, p = view.base, self.params
         tok, ref = base.tokenizer, self._shared(view)
         org = view.model
@@ -178,9 +179,10 @@ class InversionDetector(Detector):
                                 list(dict.fromkeys(firsts)), p.target_tokens)
         # what it already answers to most prompts is its default, not a hidden behaviour (all
         # fine-tunes on one corpus share it); such a target comes last
-        targets.sort(key=lambda t: sum(says(a, t.text) for a in own) >= len(own) / 2)
+        default = {t.text: sum(says(a, t.text) for a in own) >= len(own) / 2 for t in targets}
+        targets.sort(key=lambda t: default[t.text])
         self.__dict__.setdefault("targets_", {})[view.blind_id] = targets
-        return {"gain": targets[0].gain if targets else 0.0}
+        return {"gain": max((t.gain for t in targets if not default[t.text]), default=0.0)}
 
     def _rate(self, model: Any, tok: Any, trig: str | None, pos: str, target: str) -> float:
         prompts = self.__dict__["shared_"]["fresh"]
