@@ -555,7 +555,8 @@ def reference_run(work: Path, log: Callable[[str], None] = print
 
 
 def run_kills(n_kills: int, work: Path, seed: int = 0, stages: set[str] | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print,
+              save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The tiny game built uninterrupted, then every killed stage re-run `n_kills` times
     from the state before it, each killed with SIGKILL at a random moment and run again."""
     rng = random.Random(seed)
@@ -567,24 +568,33 @@ def run_kills(n_kills: int, work: Path, seed: int = 0, stages: set[str] | None =
         if not killed or (stages is not None and stage not in stages):
             continue
         rows: list[dict[str, Any]] = []
+        wall = ref_wall[stage]
         for i in range(2 * n_kills):  # a run that ends before its kill time is no kill
             if sum(r["killed"] for r in rows) >= n_kills:
                 break
             g = work / f"kill-{stage}-{i}"
+            shutil.rmtree(g, ignore_errors=True)
             if before[stage].exists():
                 shutil.copytree(before[stage], g, copy_function=shutil.copy2)
             rest = _scored_after(stage)
-            rows.append(_one_kill(stage, args, spec, g, cache, rng.uniform(0.05, 0.9)
-                                  * ref_wall[stage], after[rest[0] if rest else stage],
-                                  [a for _, a in rest]))
+            rows.append(_one_kill(stage, args, spec, g, cache, rng.uniform(0.05, 0.9) * wall,
+                                  after[rest[0][0] if rest else stage], [a for _, a in rest]))
+            if not rows[-1]["killed"]:  # it ended sooner than the reference (a quieter
+                wall = 0.9 * rows[-1]["at_s"]  # machine): aim the next kills within that
             log(f"{stage} kill {i}: {rows[-1]}")
             shutil.rmtree(g, ignore_errors=True)
-        out["stages"][stage] = {
+            out["stages"][stage] = _kill_summary(rows)
+            if save:  # a long run keeps what it has measured so far
+                save(out)
+    return out
+
+
+def _kill_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
             "kills": sum(r["killed"] for r in rows), "runs": len(rows),
             "identical": sum(r["identical"] for r in rows),
             "torn_after_kill": sum(bool(r["torn"]) for r in rows),
             "rerun_failed": sum(r["rerun_exit"] != 0 for r in rows), "runs_detail": rows}
-    return out
 
 
 def _scored_after(stage: str) -> list[tuple[str, list[str]]]:
@@ -708,17 +718,29 @@ def main() -> None:
             work = a.work or Path(tmp) / "kill"
             work.mkdir(parents=True, exist_ok=True)
             stages = {x.strip() for x in a.kill_stages.split(",") if x.strip()}
-            kill = run_kills(a.kills, work, a.seed, stages, log=lambda s: print(s, flush=True))
-            res["kill"] = {**old.get("kill", {}), **kill,
-                           "stages": {**old.get("kill", {}).get("stages", {}),
-                                      **kill["stages"]}}
+
+            def save(kill: dict[str, Any]) -> None:
+                res["kill"] = {**old.get("kill", {}), **kill,
+                               "stages": {**old.get("kill", {}).get("stages", {}),
+                                          **kill["stages"]}}
+                write(a.out, res)
+
+            kill = run_kills(a.kills, work, a.seed, stages, log=lambda s: print(s, flush=True),
+                             save=save)
+            save(kill)
             for stage, r in kill["stages"].items():
                 print(f"kill -9 {stage}: {r['kills']} kills in {r['runs']} runs, identical "
                       f"after rerun {r['identical']}/{r['runs']}, torn {r['torn_after_kill']}, "
                       f"rerun failed {r['rerun_failed']}", flush=True)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    write(a.out, res)
     print(f"wrote {a.out}")
+
+
+def write(path: Path, res: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":
