@@ -64,6 +64,9 @@ SMALL: dict[str, dict[str, Any]] = {
     "behaviour_diff": {"n_prompts": 4, "max_new_tokens": 4, "n_probe": 1, "n_scan": 1,
                        "scan_top": 4, "n_confirm": 1, "confirm_prompts": 2, "batch_size": 64},
     "features": {"n_prompts": 4, "steps": 20, "n_latents": 32},
+    "inversion": {"n_prompts": 4, "screen": 32, "n_first": 3, "n_eager": 1, "steps": 2,
+                  "width": 8, "topk": 8, "n_probe": 1, "n_leak": 2, "leak_tokens": 8, "scan": 32,
+                  "pool": 4, "confirm_prompts": 2, "max_new_tokens": 4, "positions": ["prefix"]},
     "llm_judge": {"theme_batches": 1, "theme_batch_size": 4},
     "perplexity_outliers": {"top_k": 2},
 }
