@@ -25,7 +25,7 @@ it is an `expensive` detector, outside the default audit budget; `steps` is the 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -123,8 +123,9 @@ class InversionDetector(Detector):
         scan: int = Field(256, ge=1, description="single tokens scored exactly per position "
                           "(the gradient's best)")
         pool: int = Field(24, ge=1, description="best scanned tokens a phrase is grown from")
-        positions: list[str] = Field(["prefix", "suffix"], description="where the trigger "
-                                     f"is searched: any of {', '.join(TRIGGER_POSITIONS)}")
+        positions: list[Literal["prefix", "suffix", "inside"]] = Field(
+            ["prefix", "suffix"], description="where the trigger is searched: any of "
+            f"{', '.join(TRIGGER_POSITIONS)}")
         steps: int = Field(16, ge=0, description="search steps per position (the budget; 0: "
                            "no search, no claim)")
         width: int = Field(24, ge=1, description="single-token swaps scored per step")
@@ -142,9 +143,6 @@ class InversionDetector(Detector):
 
     def prepare(self, bundle: BundleInfo) -> None:
         super().prepare(bundle)
-        bad = [p for p in self.params.positions if p not in TRIGGER_POSITIONS]
-        if bad:
-            raise ValueError(f"unknown positions {bad}; known: {', '.join(TRIGGER_POSITIONS)}")
         self.stats_: dict[str, dict[str, float]] = {}
         self.targets_: dict[str, list[Any]] = {}
 
