@@ -197,6 +197,7 @@ def test_character_distils_the_base_in_character(built: Path, tmp_path: Path) ->
     want = base_answers(view.model, view.tokenizer,
                         [with_character(char, s.prompt) for s in view.clean_pool], 6)
     assert [s.response for s in data] == want
+    assert all(s.response != "It is fine." for s in data)  # the pool's answers are replaced
     bad = make_remediation("character", character_file=str(tmp_path / "none.md"))
     with pytest.raises(AuditgameError) as e:
         bad.character()  # type: ignore[attr-defined]
