@@ -490,6 +490,10 @@ def normalised_tree(game: Path) -> dict[str, str]:
         if p.suffix in (".json", L.VERDICT_SUFFIX):
             rows = [json.loads(x) for x in raw.decode().splitlines() if x.strip()] \
                 if p.suffix == L.VERDICT_SUFFIX else [json.loads(raw)]
+            if p.name == L.ADAPTER_CONFIG and isinstance(rows[0].get("target_modules"), list):
+                # PEFT saves this set in hash order, which differs between any two
+                # processes (PYTHONHASHSEED), killed or not: compared as a set
+                rows[0]["target_modules"] = sorted(rows[0]["target_modules"])
             raw = json.dumps(_untimed(rows), sort_keys=True).encode()
         out[rel] = hashlib.sha256(raw).hexdigest()
     return out
