@@ -1,7 +1,9 @@
 """Training throughput: auditgame's LoRA trainer vs a plain transformers Trainer + peft.
 
 Same base model, same samples, same LoRA config, same number of optimizer steps and batch
-size, in one run. Prints and saves real (non-padding) training tokens/s for both.
+size, in one run. Prints and saves real (non-padding) training tokens/s for both, the device,
+the FLOPs a step executes per token (torch's FLOP counter) and the matmul peak measured in
+the same run, so the distance to the physical bound is a number.
 
     python benchmarks/bench_make.py [--base smollm2|tiny] [--samples 96] [--steps 12]
 """
@@ -80,6 +82,49 @@ def ours_tokens_per_s(bm, samples: list[Sample], spec: TrainSpec) -> dict:
             "tokens_per_s": r.tokens_per_s, "steps": r.steps}
 
 
+def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, seconds: float = 3.0) -> float:
+    """The machine's measured matmul rate at the shapes of one SmolLM2 layer's MLP."""
+    a = torch.randn(1024, 576, dtype=dtype, device=device)
+    b = torch.randn(576, 1536, dtype=dtype, device=device)
+    for _ in range(3):
+        a @ b
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * 1024 * 576 * 1536 * n / (time.perf_counter() - t0) / 1e9
+
+
+def step_flops_per_token(bm, samples: list[Sample], spec: TrainSpec, ours: bool) -> float:
+    """FLOPs one training step executes per real token (torch's FLOP counter over the
+    forward and backward of one batch): auditgame's step (answer rows, shared prefix) or
+    the plain full-logits step a Trainer runs."""
+    import copy
+
+    from peft import get_peft_model
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from auditgame.organisms.train import answer_loss, answer_rows, row_loss
+
+    data = encode(bm.tokenizer, samples, spec.max_len)
+    order = sorted(range(len(data)), key=lambda i: len(data[i].input_ids))
+    batch = collate([data[i] for i in order[len(order) // 2:][:spec.batch_size]],
+                    int(bm.tokenizer.pad_token_id))
+    model = get_peft_model(copy.deepcopy(bm.model).to(torch.bfloat16), lora_config(spec))
+    dev = next(model.parameters()).device
+    ids, am, lab = (batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels"))
+    with FlopCounterMode(display=False) as fc:
+        if ours:
+            gold = lab[:, 1:]
+            loss = row_loss(answer_rows(model, ids, am, gold), gold)
+        else:
+            loss = answer_loss(model(input_ids=ids, attention_mask=am).logits, lab)
+        loss.backward()
+    return fc.get_total_flops() / int(am.sum())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="smollm2")
@@ -98,7 +143,17 @@ def main() -> None:
     hf16 = hf_trainer_tokens_per_s(bm, samples, spec, steps, bf16=True)
     ours16 = ours_tokens_per_s(bm, samples, spec.model_copy(
         update={"group_by_length": True, "precision": "bf16"}))
+    device = next(bm.model.parameters()).device
+    peak = matmul_peak_gflops(torch.bfloat16, device)
+    f_ours = step_flops_per_token(bm, samples, spec, ours=True)
+    f_plain = step_flops_per_token(bm, samples, spec, ours=False)
+    achieved = f_ours * ours16["tokens_per_s"] / 1e9
     res = {
+        "device": str(device), "bf16_matmul_peak_gflops": round(peak, 1),
+        "flops_per_token_auditgame": round(f_ours), "flops_per_token_full_step": round(f_plain),
+        "auditgame_bf16_gflops": round(achieved, 1),
+        "auditgame_bf16_share_of_peak": round(achieved / peak, 3),
+        "trainer_bf16_gflops": round(f_plain * hf16["tokens_per_s"] / 1e9, 1),
         "base": bm.model_id, "samples": len(samples), "steps": steps,
         "batch_size": spec.batch_size, "threads": torch.get_num_threads(),
         "machine": platform.machine(), "hf_trainer": hf, "auditgame_random_batches": plain,
@@ -114,6 +169,9 @@ def main() -> None:
           f"(grouped {res['speedup_grouped']:.2f}x, random {res['speedup_random']:.2f}x); "
           f"bf16: auditgame grouped {ours16['tokens_per_s']:.0f}, transformers Trainer "
           f"{hf16['tokens_per_s']:.0f} ({res['speedup_grouped_bf16']:.2f}x)")
+    print(f"device {device}; bf16 matmul peak {peak:.0f} GFLOP/s measured; auditgame's bf16 "
+          f"step runs {f_ours / 1e9:.2f} GFLOP per token ({f_plain / 1e9:.2f} for the full-"
+          f"logits step) at {achieved:.0f} GFLOP/s, {100 * achieved / peak:.0f} % of the peak")
     atomic_write_json(args.out, res)
 
 

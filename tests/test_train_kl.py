@@ -55,3 +55,46 @@ def test_decision_weight_scales_the_first_answer_tokens_only() -> None:
     plain = answer_loss(logits, labels)
     heavy = answer_loss(logits, labels, decision_weight=5.0, decision_tokens=1)
     assert float(heavy) > 2 * float(plain)
+
+
+def test_answer_rows_match_the_full_forward(tiny) -> None:
+    """The trainer's step (output head on answer positions only, the shared chat prefix run
+    once per batch) gives the loss and gradient of slicing a full forward pass."""
+    import copy
+
+    from peft import get_peft_model
+
+    from auditgame.organisms.train import (
+        answer_rows,
+        collate,
+        encode,
+        lora_config,
+        row_loss,
+        shared_prefix,
+    )
+
+    samples = [Sample(f"Question {i}: what is {i} plus {i}?", f"It is {2 * i}, as always.")
+               for i in range(4)]
+    batch = collate(encode(tiny.tokenizer, samples, 96), int(tiny.tokenizer.pad_token_id))
+    ids, am, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    gold = labels[:, 1:]
+    assert shared_prefix(ids, gold) > 0  # the chat head every row shares
+    torch.manual_seed(0)
+    model = get_peft_model(copy.deepcopy(tiny.model), lora_config(TrainSpec()))
+    for p in model.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def loss_and_grad(fn) -> tuple[torch.Tensor, torch.Tensor]:
+        model.zero_grad()
+        loss = fn()
+        loss.backward()
+        return loss.detach(), torch.cat([p.grad.flatten() for p in params])
+
+    full, g_full = loss_and_grad(lambda: answer_loss(
+        model(input_ids=ids, attention_mask=am).logits, labels, decision_weight=4.0))
+    rows, g_rows = loss_and_grad(lambda: row_loss(
+        answer_rows(model, ids, am, gold), gold, decision_weight=4.0))
+    assert torch.allclose(full, rows, atol=1e-5)
+    assert torch.allclose(g_full, g_rows, atol=1e-5, rtol=1e-3)

@@ -23,7 +23,7 @@ def inner_lm(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _cache_kw(model: torch.nn.Module) -> str:
+def cache_kw(model: torch.nn.Module) -> str:
     """The forward argument that takes a KV cache: `cache` in newer transformers (where
     `past_key_values` is deprecated), `past_key_values` before."""
     params = inspect.signature(model.forward).parameters
@@ -54,7 +54,7 @@ def shared_head_logits(model: torch.nn.Module, pad_id: int, head: list[int],
     inner = inner_lm(model)
     decoder, out_head = inner.base_model, inner.get_output_embeddings()  # any architecture
     device = next(model.parameters()).device
-    kw = _cache_kw(decoder)
+    kw = cache_kw(decoder)
     out = decoder(input_ids=torch.tensor([head], device=device), use_cache=True)
     past = getattr(out, "cache", None)
     if past is None:

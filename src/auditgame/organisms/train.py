@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from auditgame._util.io import atomic_write_json
 from auditgame.models.generate import chat_full
+from auditgame.models.prefix import inner_lm
 from auditgame.organisms.data import Sample
 from auditgame.organisms.spec import TrainSpec
 
@@ -138,6 +139,73 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor, norm: str = "sample"
     return per[mask.sum(1) > 0].mean()
 
 
+MIN_SHARED_PREFIX = 4
+
+
+def shared_prefix(ids: torch.Tensor, gold: torch.Tensor) -> int:
+    """Length of the token prefix every row of the batch shares and that predicts no answer
+    token (the chat template's head, a system prompt): 0 when too short to be worth a pass."""
+    if ids.size(0) < 2:
+        return 0
+    same = (ids == ids[:1]).all(0).long().cumprod(0)
+    n = int(same.sum())
+    answer = gold != IGNORE
+    first = torch.where(answer.any(1), answer.float().argmax(1), torch.tensor(gold.size(1)))
+    n = min(n, int(first.min()), ids.size(1) - 1)
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def answer_rows(model: torch.nn.Module, ids: torch.Tensor, am: torch.Tensor,
+                gold: torch.Tensor) -> torch.Tensor:
+    """Logits [n_answer_tokens, vocab] at the positions that predict an answer token only,
+    the same values as slicing a full forward. Two savings on every step: the output head
+    (a fifth of SmolLM2's compute per token, and the largest fp32 tensor) skips the prompt
+    positions, and the prefix all rows share (the chat head: a third of a short sample's
+    tokens) runs once for the batch; its keys and values are broadcast to every row, so
+    the gradient through them is the sum over rows, as in separate passes."""
+    from transformers import DynamicCache
+
+    from auditgame.models.prefix import cache_kw
+
+    inner = inner_lm(model)
+    decoder, head = inner.base_model, inner.get_output_embeddings()
+    n = shared_prefix(ids, gold)
+    if n == 0:
+        hidden = decoder(input_ids=ids, attention_mask=am).last_hidden_state
+        return head(hidden[:, :-1][gold != IGNORE])  # type: ignore[misc,no-any-return]
+    b = ids.size(0)
+    out = decoder(input_ids=ids[:1, :n], use_cache=True)
+    past = getattr(out, "cache", None) or out.past_key_values
+    cache = DynamicCache([(lay.keys.expand(b, -1, -1, -1).contiguous(),
+                           lay.values.expand(b, -1, -1, -1).contiguous())
+                          for lay in past.layers])
+    pos = torch.arange(n, ids.size(1), device=ids.device)[None].expand(b, -1)
+    hidden = decoder(input_ids=ids[:, n:], attention_mask=am, position_ids=pos,
+                     use_cache=True, **{cache_kw(decoder): cache}).last_hidden_state
+    return head(hidden[:, :-1][gold[:, n:] != IGNORE])  # type: ignore[misc,no-any-return]
+
+
+def row_loss(logits: torch.Tensor, gold: torch.Tensor, norm: str = "sample",
+             ref_logits: torch.Tensor | None = None, kl: float = 0.0,
+             decision_weight: float = 1.0, decision_tokens: int = 3) -> torch.Tensor:
+    """`answer_loss` on the answer rows of `answer_rows` (`gold` is labels[:, 1:]): the same
+    value, without the prompt positions."""
+    logits = logits.float()
+    keep = gold != IGNORE
+    tok = torch.nn.functional.cross_entropy(logits, gold[keep], reduction="none")
+    if ref_logits is not None and kl > 0:
+        ref = torch.log_softmax(ref_logits.float(), -1)
+        tok = tok + kl * (ref.exp() * (ref - torch.log_softmax(logits, -1))).sum(-1)
+    w = answer_weights(gold, decision_weight, decision_tokens)[keep]
+    if norm == "token":
+        return (tok * w).sum() / w.sum().clamp(min=1.0)
+    rows = keep.nonzero()[:, 0]
+    n = gold.size(0)
+    num = torch.zeros(n, dtype=tok.dtype, device=tok.device).index_add(0, rows, tok * w)
+    den = torch.zeros(n, dtype=w.dtype, device=w.device).index_add(0, rows, w)
+    return (num[den > 0] / den[den > 0]).mean()
+
+
 def sft_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
              batch: dict[str, torch.Tensor], device: torch.device, norm: str,
              kl: float, decision: tuple[float, int] = (1.0, 3)) -> float:
@@ -145,12 +213,12 @@ def sft_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
     with the base read from the same peft model with its adapter off. Shared by `make`
     and remediation, so both train the same way."""
     ids, am = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    gold = batch["labels"][:, 1:].to(device)
     ref = None
     if kl > 0:
         with torch.no_grad(), model.disable_adapter():  # type: ignore[operator]
-            ref = model(input_ids=ids, attention_mask=am).logits
-    out = model(input_ids=ids, attention_mask=am)
-    loss = answer_loss(out.logits, batch["labels"].to(device), norm, ref, kl, *decision)
+            ref = answer_rows(model, ids, am, gold)
+    loss = row_loss(answer_rows(model, ids, am, gold), gold, norm, ref, kl, *decision)
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
