@@ -11,7 +11,9 @@ benchmarks/results/.
     python benchmarks/bench_game.py [SPEC] [--out DIR] [--detectors a,b] [--skip remediate]
                                     [--cold-cache] [--threads N]
 
-Default SPEC: the embedded default game. The game folder is wiped first unless --resume.
+Default SPEC: the embedded default game. Make's time is also broken down per organism
+(training and measuring, from each organism's metrics); audit's per detector. The game
+folder is wiped first unless --resume.
 """
 
 from __future__ import annotations
@@ -89,6 +91,24 @@ def _child_baseline(spec_path: Path) -> dict[str, Any]:
             "prompts": len(prompts), "max_new_tokens": spec.corpus.max_answer_tokens,
             "generated_tokens": n_tok, "generate_tokens_per_s": round(n_tok / gen_s, 1),
             "peak_rss_mb": _peak_rss_mb()}
+
+
+def _per_organism(game: Path) -> dict[str, dict[str, float]]:
+    """Make's time per organism, split into training and measuring (from its metrics)."""
+    from auditgame.errors import AuditgameError
+    from auditgame.layout import GameFolder
+    from auditgame.organisms.factory import read_metrics
+
+    out: dict[str, dict[str, float]] = {}
+    for folder in GameFolder(game).organism_folders():
+        try:
+            m = read_metrics(folder)
+        except AuditgameError:  # an unfinished organism has no metrics: nothing to break down
+            continue
+        out[folder.name] = {"train_s": m.train_wall_time_s,
+                            "measure_s": round(m.wall_time_s - m.train_wall_time_s, 1),
+                            "train_tokens_per_s": m.train_tokens_per_s}
+    return out
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -180,6 +200,10 @@ def main() -> None:
         print(f"{stage:<10} {r['status']:<11} {r['wall_s']:8.1f} s  peak RSS "
               f"{r.get('peak_rss_mb', 0):6.0f} MB (imports {r.get('rss_after_imports_mb', 0):.0f})"
               f"  {r['note']}", flush=True)
+    per_org = _per_organism(game)
+    for name_, o in per_org.items():
+        print(f"  {name_:<24} train {o['train_s']:6.1f} s  measure {o['measure_s']:6.1f} s  "
+              f"{o['train_tokens_per_s']:.0f} tok/s", flush=True)
     total = sum(s["wall_s"] for s in stages)
     base_unit = baseline["load_s"] + baseline["generate_s"]
     import torch
@@ -189,7 +213,8 @@ def main() -> None:
         "threads": args.threads or torch.get_num_threads(), "cpus": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "machine": platform.platform(), "python": platform.python_version(),
-        "baseline": baseline, "stages": stages, "total_stage_s": round(total, 1),
+        "baseline": baseline, "stages": stages, "organisms": per_org,
+        "total_stage_s": round(total, 1),
         "total_process_s": round(sum(s.get("process_s", 0.0) for s in stages), 1),
         "total_in_baselines": round(total / base_unit, 1) if base_unit else None,
         "peak_rss_mb": max([s.get("peak_rss_mb", 0.0) for s in stages]
