@@ -333,7 +333,7 @@ def _refine(cands: list[Candidate], prompts: list[str], groups: list[Group], P: 
         if answers is not None:
             if astems is None:
                 astems = [stems(x) for x in answers]
-            if echo_share(c.phrase, astems, c.samples & gmask, ~c.samples) >= 0.5:
+            if echo_lift(c.phrase, astems, c.samples & gmask, ~c.samples) >= MAX_ECHO:
                 continue
         ctx = (prompt_context(c.phrase, prompts, c.samples, P, vocab)
                if c.evidence >= CLAIM_LOG10P - 1 else None)
