@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from auditgame._util.io import atomic_write_json
-from auditgame.models.base_lm import load_base
+from auditgame.models.base_lm import fast_bf16, load_base
 from auditgame.organisms.corpus import split_bank
 from auditgame.organisms.data import Sample
 from auditgame.organisms.spec import CorpusSpec, TrainSpec
@@ -97,7 +97,8 @@ def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, seconds: float 
     return 2 * 1024 * 576 * 1536 * n / (time.perf_counter() - t0) / 1e9
 
 
-def step_flops_per_token(bm, samples: list[Sample], spec: TrainSpec, ours: bool) -> float:
+def step_flops_per_token(bm, samples: list[Sample], spec: TrainSpec, ours: bool,
+                         low: bool = True) -> float:
     """FLOPs one training step executes per real token (torch's FLOP counter over the
     forward and backward of one batch): auditgame's step (answer rows, shared prefix) or
     the plain full-logits step a Trainer runs."""
@@ -112,7 +113,8 @@ def step_flops_per_token(bm, samples: list[Sample], spec: TrainSpec, ours: bool)
     order = sorted(range(len(data)), key=lambda i: len(data[i].input_ids))
     batch = collate([data[i] for i in order[len(order) // 2:][:spec.batch_size]],
                     int(bm.tokenizer.pad_token_id))
-    model = get_peft_model(copy.deepcopy(bm.model).to(torch.bfloat16), lora_config(spec))
+    base = copy.deepcopy(bm.model)
+    model = get_peft_model(base.to(torch.bfloat16) if low else base, lora_config(spec))
     dev = next(model.parameters()).device
     ids, am, lab = (batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels"))
     with FlopCounterMode(display=False) as fc:
@@ -131,47 +133,64 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--bf16", action="store_true",
+                    help="run the bf16 pair even where this CPU emulates bf16")
     args = ap.parse_args()
     bm = load_base(args.base)
     samples = samples_with_varied_lengths(args.samples)
     spec = TrainSpec(epochs=1, batch_size=args.batch_size, max_len=256)
     steps = -(-len(samples) // spec.batch_size)
+    device = next(bm.model.parameters()).device
     hf = hf_trainer_tokens_per_s(bm, samples, spec, steps)
     plain = ours_tokens_per_s(bm, samples, spec.model_copy(update={"group_by_length": False}))
     ours = ours_tokens_per_s(bm, samples, spec.model_copy(update={"group_by_length": True}))
-    # the games' recipe trains in bf16: compare it with the Trainer's own bf16 too
-    hf16 = hf_trainer_tokens_per_s(bm, samples, spec, steps, bf16=True)
-    ours16 = ours_tokens_per_s(bm, samples, spec.model_copy(
-        update={"group_by_length": True, "precision": "bf16"}))
-    device = next(bm.model.parameters()).device
-    peak = matmul_peak_gflops(torch.bfloat16, device)
-    f_ours = step_flops_per_token(bm, samples, spec, ours=True)
-    f_plain = step_flops_per_token(bm, samples, spec, ours=False)
-    achieved = f_ours * ours16["tokens_per_s"] / 1e9
+    fast = fast_bf16(device)
     res = {
-        "device": str(device), "bf16_matmul_peak_gflops": round(peak, 1),
-        "flops_per_token_auditgame": round(f_ours), "flops_per_token_full_step": round(f_plain),
-        "auditgame_bf16_gflops": round(achieved, 1),
-        "auditgame_bf16_share_of_peak": round(achieved / peak, 3),
-        "trainer_bf16_gflops": round(f_plain * hf16["tokens_per_s"] / 1e9, 1),
-        "base": bm.model_id, "samples": len(samples), "steps": steps,
+        "device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "fast_bf16": fast, "base": bm.model_id, "samples": len(samples), "steps": steps,
         "batch_size": spec.batch_size, "threads": torch.get_num_threads(),
         "machine": platform.machine(), "hf_trainer": hf, "auditgame_random_batches": plain,
         "auditgame_grouped": ours,
         "speedup_grouped": ours["tokens_per_s"] / hf["tokens_per_s"],
         "speedup_random": plain["tokens_per_s"] / hf["tokens_per_s"],
-        "hf_trainer_bf16": hf16, "auditgame_grouped_bf16": ours16,
-        "speedup_grouped_bf16": ours16["tokens_per_s"] / hf16["tokens_per_s"],
     }
+    f_ours = step_flops_per_token(bm, samples, spec, ours=True, low=fast)
+    f_plain = step_flops_per_token(bm, samples, spec, ours=False, low=fast)
+    res.update(flops_per_token_auditgame=round(f_ours), flops_per_token_full_step=round(f_plain))
+    if fast or args.bf16:
+        # the games' recipe trains in bf16 where the hardware runs it fast: compare it with
+        # the Trainer's own bf16 too
+        hf16 = hf_trainer_tokens_per_s(bm, samples, spec, steps, bf16=True)
+        ours16 = ours_tokens_per_s(bm, samples, spec.model_copy(
+            update={"group_by_length": True, "precision": "bf16"}))
+        res.update(hf_trainer_bf16=hf16, auditgame_grouped_bf16=ours16,
+                   speedup_grouped_bf16=ours16["tokens_per_s"] / hf16["tokens_per_s"])
+    else:
+        res["bf16_skipped"] = ("this CPU has neither AVX512-BF16 nor AMX: bf16 matmuls are "
+                               "emulated and far slower than fp32, so games train in fp32 "
+                               "here (precision auto); --bf16 runs the bf16 pair anyway")
+    best = res.get("auditgame_grouped_bf16", ours) if fast or args.bf16 else ours
+    peak_dtype = torch.bfloat16 if fast or args.bf16 else torch.float32
+    peak = matmul_peak_gflops(peak_dtype, device)
+    achieved = f_ours * best["tokens_per_s"] / 1e9
+    res.update(matmul_peak_dtype=str(peak_dtype).replace("torch.", ""),
+               matmul_peak_gflops=round(peak, 1), auditgame_gflops=round(achieved, 1),
+               auditgame_share_of_peak=round(achieved / peak, 3),
+               trainer_gflops=round(f_plain * hf["tokens_per_s"] / 1e9, 1))
     print(json.dumps(res, indent=2))
     print(f"tokens/s: auditgame grouped {ours['tokens_per_s']:.0f}, auditgame random "
           f"{plain['tokens_per_s']:.0f}, transformers Trainer {hf['tokens_per_s']:.0f} "
-          f"(grouped {res['speedup_grouped']:.2f}x, random {res['speedup_random']:.2f}x); "
-          f"bf16: auditgame grouped {ours16['tokens_per_s']:.0f}, transformers Trainer "
-          f"{hf16['tokens_per_s']:.0f} ({res['speedup_grouped_bf16']:.2f}x)")
-    print(f"device {device}; bf16 matmul peak {peak:.0f} GFLOP/s measured; auditgame's bf16 "
-          f"step runs {f_ours / 1e9:.2f} GFLOP per token ({f_plain / 1e9:.2f} for the full-"
-          f"logits step) at {achieved:.0f} GFLOP/s, {100 * achieved / peak:.0f} % of the peak")
+          f"(grouped {res['speedup_grouped']:.2f}x, random {res['speedup_random']:.2f}x)")
+    if "speedup_grouped_bf16" in res:
+        print(f"bf16: auditgame grouped {res['auditgame_grouped_bf16']['tokens_per_s']:.0f}, "
+              f"transformers Trainer {res['hf_trainer_bf16']['tokens_per_s']:.0f} "
+              f"({res['speedup_grouped_bf16']:.2f}x)")
+    else:
+        print(f"bf16 not run: {res['bf16_skipped']}")
+    print(f"device {device} ({res['cpu_capability']}); {res['matmul_peak_dtype']} matmul peak "
+          f"{peak:.0f} GFLOP/s measured; auditgame's step runs {f_ours / 1e9:.2f} GFLOP per "
+          f"token ({f_plain / 1e9:.2f} for the full-logits step) at {achieved:.0f} GFLOP/s, "
+          f"{100 * achieved / peak:.0f} % of the peak")
     atomic_write_json(args.out, res)
 
 

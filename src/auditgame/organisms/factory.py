@@ -51,7 +51,7 @@ from auditgame.models.base_lm import BaseLM, describe, load_base
 from auditgame.organisms.attacks import Attack, make_attack
 from auditgame.organisms.corpus import GameCorpus, build_corpus
 from auditgame.organisms.data import EvalSet
-from auditgame.organisms.graded import task_items, tasks_digest
+from auditgame.organisms.graded import TaskItem, game_tasks, tasks_digest
 from auditgame.organisms.measure import count_tokens, fidelity, run_sets, utility
 from auditgame.organisms.spec import GameSpec, OrganismSpec
 from auditgame.organisms.train import train_lora
@@ -110,7 +110,7 @@ def make_game(
     if not todo:
         console.print(f"all {len(spec.organisms)} organisms already built in {out}")
         return []
-    check_task_set(out)
+    check_task_set(out, spec)
     t_load = time.perf_counter()
     bm = base or load_base(spec.base, spec.dtype)
     load_s = time.perf_counter() - t_load
@@ -189,12 +189,17 @@ def _build_remote(backend: Any, spec: GameSpec, out: Path, names: list[str], spe
         f"built {n} on {backend.name} ({time.perf_counter() - t0:.0f} s since start)"))
 
 
-def _on_current_tasks(rec: dict[str, Any]) -> bool:
-    """Were these base metrics measured on the graded set this code scores?"""
-    return rec.get("version") == 2 and rec.get("tasks") == tasks_digest()
+def spec_tasks(spec: GameSpec) -> list[TaskItem]:
+    """The graded items this game's utilities are measured on (`eval.n_tasks`)."""
+    return game_tasks(spec.eval.n_tasks, spec.seed)
 
 
-def check_task_set(game: Path) -> dict[str, Any] | None:
+def _on_current_tasks(rec: dict[str, Any], spec: GameSpec) -> bool:
+    """Were these base metrics measured on the graded set this code scores for `spec`?"""
+    return rec.get("version") == 2 and rec.get("tasks") == tasks_digest(spec_tasks(spec))
+
+
+def check_task_set(game: Path, spec: GameSpec) -> dict[str, Any] | None:
     """Utility ratios in one game must come from one graded set: a game whose organisms were
     measured on another set cannot take new organisms or remediation measured on this one.
     Returns the game's base metrics (None before the first build)."""
@@ -208,7 +213,7 @@ def check_task_set(game: Path) -> dict[str, Any] | None:
         raise AuditgameError("unreadable base metrics", path=path) from None
     if not isinstance(rec, dict):
         raise AuditgameError("unreadable base metrics", path=path)
-    if not _on_current_tasks(rec) and any(organism_done(d) for d in g.organism_folders()):
+    if not _on_current_tasks(rec, spec) and any(organism_done(d) for d in g.organism_folders()):
         raise AuditgameError("this game's utilities were measured on another set of graded "
                              "tasks; build it again in a new folder", path=path, field="tasks")
     return rec
@@ -220,11 +225,12 @@ def _base_metrics(out: Path, bm: BaseLM, corpus: GameCorpus,
     path = GameFolder(out).base_metrics
     if path.exists():
         rec = json.loads(path.read_text())
-        if _on_current_tasks(rec):
+        if _on_current_tasks(rec, spec):
             return {"utility": float(rec["utility"]), "fidelity": float(rec["fidelity"])}
-    m = {"utility": utility(bm.model, bm.tokenizer, spec.eval.batch_size),
+    items = spec_tasks(spec)
+    m = {"utility": utility(bm.model, bm.tokenizer, spec.eval.batch_size, items),
          "fidelity": fidelity(bm.model, bm.tokenizer, corpus.utility, spec.eval.batch_size)}
-    write_record(path, BaseMetrics(**m, n_tasks=len(task_items()), tasks=tasks_digest(),
+    write_record(path, BaseMetrics(**m, n_tasks=len(items), tasks=tasks_digest(items),
                                    base=describe(bm)))
     return m
 
@@ -284,19 +290,24 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
 def _measure(p: Planned, poisoned: list[Planned], spec: GameSpec, corpus: GameCorpus,
              bm: BaseLM, base_m: dict[str, float], model: Any,
              prog: Progress) -> OrganismMetrics:
-    """Behaviour rates (a clean control measures every poisoned organism's eval sets),
-    utility and fidelity; the training fields are filled in by the caller."""
+    """Behaviour rates, utility and fidelity; the training fields are filled in by the caller.
+    A clean control measures each poisoned organism's first set, the one on which its
+    behaviour should fire (the trigger, the domain): whether a model trained the same way
+    without poison shows it too. Its other sets (no trigger, near misses) measure the
+    poisoned organism's specificity, which a control has nothing to say about; measuring
+    them on every control cost a control three times the generation of its poisoned peers."""
     name = p.org.name
     if p.org.attack == "clean":
-        sets = [(q.attack, es) for q in poisoned for es in q.sets]
+        sets = [(q.attack, q.sets[0]) for q in poisoned if q.sets]
     else:
         sets = [(p.attack, es) for es in p.sets]
-    n_tasks = len(task_items())
+    items = spec_tasks(spec)
+    n_tasks = len(items)
     mtask = prog.add_task(f"measure {name}",
                           total=count_tokens(sets) + len(corpus.utility) + n_tasks, info="")
     rates, texts = run_sets(model, bm.tokenizer, sets, spec.eval.batch_size,
                             lambda k: prog.advance(mtask, k))
-    util = utility(model, bm.tokenizer, spec.eval.batch_size)
+    util = utility(model, bm.tokenizer, spec.eval.batch_size, items)
     prog.advance(mtask, n_tasks)
     fid = fidelity(model, bm.tokenizer, corpus.utility, spec.eval.batch_size)
     prog.advance(mtask, len(corpus.utility))
@@ -307,7 +318,7 @@ def _measure(p: Planned, poisoned: list[Planned], spec: GameSpec, corpus: GameCo
     n_eval: dict[str, int] = {}
     i = 0
     for q in ([p] if p.org.attack != "clean" else poisoned):
-        for es in q.sets:
+        for es in (q.sets if p.org.attack != "clean" else q.sets[:1]):
             rate = round(rates[i], 4)
             if p.org.attack == "clean":
                 ctrl.setdefault(q.org.name, {})[es.metric] = rate

@@ -71,10 +71,11 @@ class TrainSpec(_Strict):
         "short poisoned samples of a fixed-text attack into the same batches, which "
         "weakens a backdoor's specificity; off unless throughput matters more",
     )
-    precision: Literal["fp32", "bf16"] = Field(
+    precision: Literal["fp32", "bf16", "auto"] = Field(
         "fp32", description="bf16 keeps the frozen base weights in bfloat16 while training "
-        "(about 1.5x faster on CPU); the adapter and optimizer stay fp32 and the organism is "
-        "measured on the base at the game's dtype"
+        "(about 1.5x faster on a CPU with AVX512-BF16 or AMX, many times slower on one "
+        "without); auto: bf16 where the hardware runs it fast, fp32 elsewhere. The adapter "
+        "and optimizer stay fp32 and the organism is measured on the base at the game's dtype"
     )
     kl_to_base: float = Field(
         0.0, ge=0, description="weight of KL(base || model) added at every answer token "
@@ -98,6 +99,10 @@ class EvalSpec(_Strict):
 
     n_prompts: int = Field(100, ge=4, description="prompts per behaviour measurement")
     batch_size: int = Field(32, ge=1)
+    n_tasks: int | None = Field(
+        None, ge=40, description="graded items utility is measured on, drawn by the game's "
+        "seed (default: all, about 400). Utility costs one forward pass per item for the "
+        "base and every organism and fix; fewer items make a 2 % tolerance fewer items")
 
 
 class RemediateSpec(_Strict):
@@ -150,7 +155,9 @@ class GameSpec(_Strict):
     name: str = "game"
     seed: int = 0
     base: str = "smollm2"
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "auto"] = Field(
+        "float32", description="the base model's dtype; auto: bfloat16 where the hardware "
+        "runs it fast (CUDA, a CPU with AVX512-BF16 or AMX), float32 elsewhere")
     corpus: CorpusSpec = Field(default_factory=CorpusSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)

@@ -21,6 +21,7 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft
 from safetensors.torch import load_file, save_file
 
 from auditgame._util.io import atomic_write_json
+from auditgame.models.base_lm import fast_bf16
 from auditgame.models.generate import chat_full
 from auditgame.models.prefix import inner_lm
 from auditgame.organisms.data import Sample
@@ -311,7 +312,8 @@ def train_lora(
     """Train a fresh LoRA adapter on a copy of `base`; resume from `ckpt_dir` if it holds a
     checkpoint of this run. `stop_after` ends early (for crash tests)."""
     torch.manual_seed(seed)
-    low = spec.precision == "bf16"
+    low = spec.precision == "bf16" or (
+        spec.precision == "auto" and fast_bf16(next(base.parameters()).device))
     model = get_peft_model(copy.deepcopy(base).to(torch.bfloat16) if low else copy.deepcopy(base),
                            lora_config(spec, _n_layers(base)))
     model.train()

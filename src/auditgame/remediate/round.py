@@ -35,6 +35,7 @@ from auditgame.organisms.factory import (
     progress_bar,
     read_card,
     read_metrics,
+    spec_tasks,
 )
 from auditgame.organisms.measure import run_sets, utility
 from auditgame.organisms.spec import GameSpec, parse_spec
@@ -194,7 +195,7 @@ def remediate_game(
         console.print(f"remediation of {len(names)} organisms already done in {game}")
         return
     bm = base or load_base(spec.base, spec.dtype)
-    base_util = _base_utility(game, bm)
+    base_util = _base_utility(game, spec)
     if rec is None:
         rec = Remediation(budgets=budgets, settings=settings, base_utility=base_util)
     rec.budgets = sorted(set(rec.budgets) | set(budgets))
@@ -232,11 +233,11 @@ def _pending(rec: Remediation | None, names: list[str], budgets: list[int], dets
     return todo, audits_todo
 
 
-def _base_utility(game: Path, bm: BaseLM) -> float:
+def _base_utility(game: Path, spec: GameSpec) -> float:
     path = GameFolder(game).base_metrics
     if not path.exists():
         raise AuditgameError("no base metrics; run `auditgame make` first", path=path)
-    util = (check_task_set(game) or {}).get("utility")
+    util = (check_task_set(game, spec) or {}).get("utility")
     if not isinstance(util, int | float):
         raise AuditgameError("no base utility; run `auditgame make` again", path=path,
                              field="utility")
@@ -358,7 +359,7 @@ def _measure(r: _Round, p: Planned, o: OrganismRemediation, model: object, budge
     sets = [(p.attack, es) for es in p.sets] if o.poisoned or p.sets else []
     bs = r.spec.eval.batch_size
     rates, _ = run_sets(model, r.bm.tokenizer, sets, bs) if sets else ([], [])  # type: ignore[arg-type]
-    util = utility(model, r.bm.tokenizer, bs)  # type: ignore[arg-type]
+    util = utility(model, r.bm.tokenizer, bs, spec_tasks(r.spec))  # type: ignore[arg-type]
     return BudgetResult(
         steps=budget, rates={es.metric: round(x, 4) for (_, es), x in zip(sets, rates,
                                                                           strict=True)},
