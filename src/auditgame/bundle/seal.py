@@ -169,7 +169,7 @@ def seal_game(game: Path | str, seed: int | None = None, force: bool = False) ->
             bid: KeyEntry(organism=name, attack=card.attack,
                           trigger=_opt_str(card.key.get("trigger")),
                           target=_opt_str(card.key.get("target")),
-                          info=card.key, roles=roles[bid])
+                          info=card.key, roles=roles[bid], rung=card.rung)
             for bid, (name, _, card) in sorted(assignment.items())
         },
     )

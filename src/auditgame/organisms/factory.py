@@ -268,7 +268,7 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
         params=p.attack.params.model_dump(mode="json"),
         key=p.attack.key_info(), seed=p.seed, game_seed=spec.seed, n_train=len(pc.samples),
         n_poison=pc.n_poison, n_near_miss=sum(r == "near_miss" for r in pc.roles),
-        spec_sha256=spec_hash,
+        spec_sha256=spec_hash, rung=p.org.rung,
     )
     public = PublicMeta(base=describe(bm), train=spec.train.model_dump(mode="json"),
                         n_train=len(pc.samples))

@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from auditgame.errors import AuditgameError
 
@@ -139,6 +148,20 @@ class OrganismSpec(_Strict):
     attack: str
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
+    rung: int | None = Field(
+        None, ge=1, strict=True,
+        description="ladder rung (1 = easiest): private like the attack, recorded in the card "
+        "and the key, never in the bundle; the referee scores each rung as its own group "
+        "against all clean controls. Clean controls have no rung")
+
+    @model_serializer(mode="wrap")
+    def _drop_no_rung(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without a rung the dump is what it was before rungs existed, so the spec hash of
+        every game that has none is unchanged."""
+        out = handler(self)
+        if out.get("rung", 0) is None:
+            out.pop("rung")
+        return out
 
     @field_validator("name")
     @classmethod
@@ -219,12 +242,16 @@ def parse_spec(data: Any, path: str | Path = "<spec>") -> GameSpec:
             raise AuditgameError(e.message, path=path,
                                  field=f"organisms[{i}].attack") from None
         try:
-            cls.Params.model_validate(org.params)
+            params = cls.Params.model_validate(org.params)
         except ValidationError as e:
             err = e.errors()[0]
             raise AuditgameError(
                 err["msg"], path=path, field=f"organisms[{i}].params.{_loc(err)}"
             ) from None
+        if org.rung is not None and cls(params).key_info().get("attack") == "clean":
+            raise AuditgameError("a clean control has no rung (rungs order the poisoned "
+                                 "organisms; every rung is scored against all controls)",
+                                 path=path, field=f"organisms[{i}].rung")
     _check_remediation(spec.remediate, path)
     return spec
 

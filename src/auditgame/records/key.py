@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from auditgame.records.organism import PublicMeta
 
@@ -32,6 +32,15 @@ class KeyEntry(BaseModel):
     target: str | None = None
     info: dict[str, Any] = Field(default_factory=dict, description="the attack's full key info")
     roles: list[str] = Field(description="role of each training sample, in bundle order")
+    rung: int | None = Field(None, ge=1, description="ladder rung from the card; written "
+                             "only when set, so a key without rungs keeps its bytes")
+
+    @model_serializer(mode="wrap")
+    def _drop_no_rung(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("rung", 0) is None:
+            out.pop("rung")
+        return out
 
     @property
     def poisoned(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 RECORD_VERSION = 1
 BASE_METRICS_VERSION = 2
@@ -36,6 +36,17 @@ class OrganismCard(_Rec):
     n_poison: int
     n_near_miss: int
     spec_sha256: str
+    rung: int | None = Field(None, ge=1, description="ladder rung from the spec (1 = "
+                             "easiest); absent outside a ladder and on clean controls")
+
+    @model_serializer(mode="wrap")
+    def _drop_no_rung(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Written only when set: a card without a rung keeps the bytes it had before rungs
+        existed (the version stays; older cards read as they are)."""
+        out = handler(self)
+        if out.get("rung", 0) is None:
+            out.pop("rung")
+        return out
 
 
 class OrganismMetrics(_Rec):

@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from auditgame.records import DetectorResult
+from auditgame.records.results import Ladder, group_rung
 
 POISON = "#c0392b"
 CLEAN = "#2471a3"
@@ -49,7 +51,8 @@ def roc_figure(det: DetectorResult, max_fpr: float) -> str:
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls=":", color="#999999", lw=1, label="chance")
     clean = [o for o in det.organisms if not o.poisoned]
-    for i, (group, gr) in enumerate(det.groups.items()):
+    kinds = [(g, gr) for g, gr in det.groups.items() if group_rung(g) is None]  # rungs: ladder
+    for i, (group, gr) in enumerate(kinds):
         pois = [o for o in det.organisms if o.poisoned and group in ("all", o.attack)]
         members = pois + clean
         fpr, tpr = roc_points([int(o.poisoned) for o in members], [o.score for o in members])
@@ -157,5 +160,33 @@ def behaviour_figure(rows: list[tuple[str, str, float, float | None]]) -> str:
     ax.set_xticks(xs, [f"{r[0]}\n{r[1]}" for r in rows], fontsize=8)
     ax.set(ylim=(0, 1.05), ylabel="rate", title="implanted behaviour vs clean controls")
     ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def ladder_figure(dets: list[DetectorResult], ladder: Ladder) -> str:
+    """The breaking-rung chart: every detector's AUROC on each rung (its poisoned organisms
+    against all clean controls), with chance and the break bar; a detector's line falls
+    through the bar at its breaking rung."""
+    order = ladder.order()
+    rungs = [r for r, _ in order]
+    fig = Figure(figsize=(max(5.2, 0.9 * len(rungs) + 3.4), 3.8))
+    ax = fig.add_subplot()
+    colors = colormaps["tab20"].colors
+    for i, d in enumerate(dets):
+        pts = [(r, d.groups[g].auroc) for r, g in order
+               if g in d.groups and d.groups[g].auroc is not None]
+        if not pts:
+            continue
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, ys, marker="os^Dv"[i % 5], ls=("-", "--", "-.")[(i // 10) % 3], lw=1.4,
+                ms=5, color=colors[(2 * i) % 20 + (i // 10) % 2], label=d.detector)
+    ax.axhline(0.5, color="#999999", ls=":", lw=1, label="chance")
+    ax.axhline(ladder.break_auroc, color="black", ls="--", lw=0.9,
+               label=f"break (AUROC <= {ladder.break_auroc:g})")
+    ax.set_xticks(rungs, [str(r) for r in rungs])
+    ax.set(ylim=(-0.03, 1.03), xlim=(min(rungs) - 0.3, max(rungs) + 0.3), xlabel="rung",
+           ylabel="AUROC (rung vs all clean)", title="breaking rung: AUROC by rung")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
     fig.tight_layout()
     return to_png(fig)

@@ -17,6 +17,7 @@ from auditgame.report._markup import esc
 from auditgame.report._sections import (
     detector_section,
     header,
+    ladder_section,
     organisms_section,
     remediation_section,
     run_section,
@@ -64,7 +65,7 @@ def render(d: ReportData) -> str:
 <title>auditgame report: {esc(d.name)}</title><style>{CSS}</style></head>
 <body data-images="0" data-images-rendered="0">
 {header(d)}
-<main>{notes}{summary(d)}{detector_section(d)}{remediation_section(d)}{organisms_section(d)}
+<main>{notes}{summary(d)}{ladder_section(d)}{detector_section(d)}{remediation_section(d)}{organisms_section(d)}
 {run_section(d)}</main>
 <footer><p class="muted">auditgame {esc(__version__)}; every number links to its source file through
 its data-src and data-path attributes.</p></footer>
