@@ -134,6 +134,10 @@ class OrganismSpec(_Strict):
     attack: str
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
+    hiding: list[str | dict[str, dict[str, Any] | None]] = Field(
+        default_factory=list, description="adversarial hiding kinds (`organisms.hiding`): "
+        "each a kind name or a mapping of one kind name to its options, e.g. "
+        "[denial, {latent: {layers: [12, 16]}}, weight]")
 
     @field_validator("name")
     @classmethod
@@ -218,6 +222,10 @@ def parse_spec(data: Any, path: str | Path = "<spec>") -> GameSpec:
             raise AuditgameError(
                 err["msg"], path=path, field=f"organisms[{i}].params.{_loc(err)}"
             ) from None
+        if org.hiding:
+            from auditgame.organisms.hiding import make_hidings
+
+            make_hidings(org, cls(org.params), i, path)
     _check_remediation(spec.remediate, path)
     return spec
 
