@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,12 @@ from auditgame.layout import (
 from auditgame.models.base_lm import BaseLM, describe, load_base
 from auditgame.organisms.attacks import Attack, make_attack
 from auditgame.organisms.corpus import GameCorpus, build_corpus
-from auditgame.organisms.data import EvalSet
+from auditgame.organisms.data import EvalSet, Sample
 from auditgame.organisms.graded import TaskItem, game_tasks, tasks_digest
+from auditgame.organisms.hiding import BuildContext, Hiding, HidingError, check_layers, make_hidings
 from auditgame.organisms.measure import count_tokens, fidelity, run_sets, utility
 from auditgame.organisms.spec import GameSpec, OrganismSpec
-from auditgame.organisms.train import train_lora
+from auditgame.organisms.train import AuxLoss, train_lora
 from auditgame.records._io import read_record, write_record
 from auditgame.records.organism import BaseMetrics, OrganismCard, OrganismMetrics, PublicMeta
 
@@ -65,6 +67,9 @@ class Planned:
     attack: Attack
     seed: int
     sets: list[EvalSet]
+    hidings: list[Hiding] = field(default_factory=list)
+    index: int = 0
+    """The organism's place in the spec (error messages name `organisms[index]`)."""
 
 
 def progress_bar(console: Console | None = None) -> Progress:
@@ -76,19 +81,44 @@ def progress_bar(console: Console | None = None) -> Progress:
 
 
 def plan(spec: GameSpec, corpus: GameCorpus) -> list[Planned]:
-    """Attack objects and their held-out eval sets, fixed by each organism's seed."""
+    """Attack objects, hiding kinds and held-out eval sets, fixed by each organism's seed.
+    Every organism's poison and hiding are tried on its data here, so a bad option fails
+    before anything is trained."""
     out: list[Planned] = []
     for i, org in enumerate(spec.organisms):
         attack = make_attack(org.attack, org.params)
+        hidings = make_hidings(org, attack, i, SPEC)
         seed = spec.organism_seed(org)
         try:
-            attack.poison(corpus.draw(spec.corpus.n_train, seed), np.random.default_rng(seed))
+            pc = attack.poison(corpus.draw(spec.corpus.n_train, seed),
+                               np.random.default_rng(seed))
         except ValueError as e:
             raise AuditgameError(str(e), path=SPEC, field=f"organisms[{i}].params") from None
+        for j, h in enumerate(hidings):
+            with _hiding_field(i, j, h):
+                h.check_data(corpus, pc)
         sets = attack.eval_sets(corpus.heldout, spec.eval.n_prompts,
                                 np.random.default_rng(seed + 1))
-        out.append(Planned(org, attack, seed, sets))
+        out.append(Planned(org, attack, seed, sets, hidings, i))
+        if any(h.needs_twin for h in hidings):
+            _twin_attack(out[-1], spec)
     return out
+
+
+class _hiding_field:  # noqa: N801 - used as a `with` block
+    """Turn a HidingError into the one-line spec error naming the option."""
+
+    def __init__(self, i: int, j: int, h: Hiding):
+        self.field = f"organisms[{i}].hiding[{j}].{h.name}"
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: object, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, HidingError):
+            raise AuditgameError(exc.message, path=SPEC, field=self.field
+                                 + (f".{exc.option}" if exc.option else "")) from None
+        return False
 
 
 def make_game(
@@ -113,6 +143,7 @@ def make_game(
     check_task_set(out, spec)
     t_load = time.perf_counter()
     bm = base or load_base(spec.base, spec.dtype)
+    check_layers(spec, int(bm.model.config.num_hidden_layers), SPEC)
     load_s = time.perf_counter() - t_load
     out.mkdir(parents=True, exist_ok=True)
     spec_text = spec_text if spec_text is not None else yaml.safe_dump(
@@ -245,17 +276,39 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
     work = g.work(name)
     pc = p.attack.poison(corpus.draw(spec.corpus.n_train, p.seed),
                          np.random.default_rng(p.seed))
-    data_hash = sha256_text(json.dumps([s.to_json() for s in pc.samples], sort_keys=True))
     task = prog.add_task(f"train {name}", total=None, info="")
-    model, result = train_lora(
-        bm.model, bm.tokenizer, pc.samples, spec.train, p.seed, work / "ckpt",
-        on_step=lambda d, t, loss: prog.update(task, completed=d, total=t,
-                                               info=f"loss {loss:.3f}"),
-        stop_after=stop_after_steps,
-        run_id=sha256_text(f"{spec_hash}:{data_hash}:{p.seed}"),
-    )
+
+    def train(samples: list[Sample], seed: int, ckpt: Path, aux: Sequence[AuxLoss] = (),
+              stop: int | None = None, run_id: str = "") -> tuple[Any, Any]:
+        return train_lora(
+            bm.model, bm.tokenizer, samples, spec.train, seed, ckpt,
+            on_step=lambda d, t, loss: prog.update(task, completed=d, total=t,
+                                                   info=f"loss {loss:.3f}"),
+            stop_after=stop, run_id=run_id or sha256_text(f"{spec_hash}:{_data_hash(samples)}:"
+                                                          f"{seed}"), aux=aux)
+
+    ctx = _context(p, spec, corpus, bm, work, train) if p.hidings else None
+    reports: dict[str, dict[str, Any]] = {}
+    aux: list[AuxLoss] = []
+    if ctx is not None:
+        for j, h in enumerate(p.hidings):
+            with _hiding_field(p.index, j, h):
+                pc, reports[h.name] = h.edit_data(ctx, pc, p.seed)
+        for j, h in enumerate(p.hidings):
+            with _hiding_field(p.index, j, h):
+                a = h.aux_loss(ctx, pc)
+            if a is not None:
+                aux.append(a)
+    data_hash = _data_hash(pc.samples)
+    model, result = train(pc.samples, p.seed, work / "ckpt", aux, stop_after_steps,
+                          sha256_text(f"{spec_hash}:{data_hash}:{p.seed}"))
     if stop_after_steps is not None and result.steps > len(result.losses):
         return
+    if ctx is not None:  # every reshaping first, then every measurement of the result
+        for h in p.hidings:
+            reports[h.name].update(h.after_train(ctx, model))
+        for h in p.hidings:
+            reports[h.name].update(h.report(ctx, model))
     metrics = _measure(p, poisoned, spec, corpus, bm, base_m, model, prog)
     metrics = metrics.model_copy(update=dict(
         train_steps=result.steps, train_tokens=result.tokens,
@@ -269,6 +322,8 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
         key=p.attack.key_info(), seed=p.seed, game_seed=spec.seed, n_train=len(pc.samples),
         n_poison=pc.n_poison, n_near_miss=sum(r == "near_miss" for r in pc.roles),
         spec_sha256=spec_hash, rung=p.org.rung,
+        hiding=[{"kind": h.name, "params": h.params.model_dump(mode="json"),
+                 "report": reports[h.name]} for h in p.hidings],
     )
     public = PublicMeta(base=describe(bm), train=spec.train.model_dump(mode="json"),
                         n_train=len(pc.samples))
@@ -285,6 +340,54 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
     atomic_write_json(tmp / HASHES, hash_tree(tmp))
     atomic_replace_dir(tmp, g.organism(name))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _data_hash(samples: list[Sample]) -> str:
+    return sha256_text(json.dumps([s.to_json() for s in samples], sort_keys=True))
+
+
+def _context(p: Planned, spec: GameSpec, corpus: GameCorpus, bm: BaseLM, work: Path,
+             train: Any) -> BuildContext:
+    """What the organism's hiding kinds may use: its clean twin is built like the game's
+    clean control of its track (plain `clean` on the shared corpus unless the attack brings
+    its own data), with this organism's data-side hiding applied under the twin's seed."""
+
+    def clean_twin(seed: int) -> list[Sample]:
+        twin = _twin_attack(p, spec)
+        pc = twin.poison(corpus.draw(spec.corpus.n_train, seed), np.random.default_rng(seed))
+        for j, h in enumerate(p.hidings):
+            with _hiding_field(p.index, j, h):
+                pc, _ = h.edit_data(ctx, pc, seed)
+        return pc.samples
+
+    def rates(model: Any, sets: list[EvalSet]) -> list[float]:
+        return run_sets(model, bm.tokenizer, [(p.attack, es) for es in sets],
+                        spec.eval.batch_size)[0]
+
+    ctx = BuildContext(bm=bm, spec=spec, corpus=corpus, attack=p.attack, seed=p.seed,
+                       work=work, sets=p.sets, clean_twin=clean_twin,
+                       train=lambda samples, seed, ckpt, aux: train(samples, seed, ckpt,
+                                                                    aux)[0],
+                       rates=rates)
+    return ctx
+
+
+def _twin_attack(p: Planned, spec: GameSpec) -> Attack:
+    """The attack of a clean control of `p`'s track: the first clean organism of the spec
+    that brings its own data exactly when `p`'s attack does (and is of the same attack
+    when it does); plain `clean` for the shared corpus when the spec has none."""
+    own = type(p.attack).replaces_corpus
+    for org in spec.organisms:
+        a = make_attack(org.attack, org.params)
+        if a.key_info().get("attack") != "clean" or type(a).replaces_corpus != own:
+            continue
+        if not own or org.attack == p.org.attack:
+            return a
+    if own:
+        raise AuditgameError(f"a clean twin of attack {p.org.attack!r} needs a clean control "
+                             "of that attack in the spec", path=SPEC,
+                             field=f"organisms[{p.index}].hiding")
+    return make_attack("clean")
 
 
 def _measure(p: Planned, poisoned: list[Planned], spec: GameSpec, corpus: GameCorpus,

@@ -148,6 +148,10 @@ class OrganismSpec(_Strict):
     attack: str
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
+    hiding: list[str | dict[str, dict[str, Any] | None]] = Field(
+        default_factory=list, description="adversarial hiding kinds (`organisms.hiding`): "
+        "each a kind name or a mapping of one kind name to its options, e.g. "
+        "[denial, {latent: {layers: [12, 16]}}, weight]")
     rung: int | None = Field(
         None, ge=1, strict=True,
         description="ladder rung (1 = easiest): private like the attack, recorded in the card "
@@ -252,6 +256,10 @@ def parse_spec(data: Any, path: str | Path = "<spec>") -> GameSpec:
             raise AuditgameError("a clean control has no rung (rungs order the poisoned "
                                  "organisms; every rung is scored against all controls)",
                                  path=path, field=f"organisms[{i}].rung")
+        if org.hiding:
+            from auditgame.organisms.hiding import make_hidings
+
+            make_hidings(org, cls(org.params), i, path)
     _check_remediation(spec.remediate, path)
     return spec
 

@@ -11,9 +11,10 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +50,8 @@ class TrainResult:
     final_loss: float
     losses: list[float] = field(default_factory=list)
     resumed_from: int = 0
+    aux_losses: list[float] = field(default_factory=list)
+    """Per step, the sum of the aux objectives (empty without any)."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -156,24 +159,19 @@ def shared_prefix(ids: torch.Tensor, gold: torch.Tensor) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
-def answer_rows(model: torch.nn.Module, ids: torch.Tensor, am: torch.Tensor,
-                gold: torch.Tensor) -> torch.Tensor:
-    """Logits [n_answer_tokens, vocab] at the positions that predict an answer token only,
-    the same values as slicing a full forward. Two savings on every step: the output head
-    (a fifth of SmolLM2's compute per token, and the largest fp32 tensor) skips the prompt
-    positions, and the prefix all rows share (the chat head: a third of a short sample's
-    tokens) runs once for the batch; its keys and values are broadcast to every row, so
-    the gradient through them is the sum over rows, as in separate passes."""
+def decode(model: torch.nn.Module, ids: torch.Tensor, am: torch.Tensor, n: int,
+           hidden_states: bool = False) -> Any:
+    """The decoder's output at positions `n`.. of a right-padded batch whose rows share
+    their first `n` tokens (0: one plain pass). The shared prefix runs once; its keys and
+    values are broadcast to every row, so the gradient through them is the sum over rows,
+    as in separate passes. `hidden_states`: every block's output too (positions `n`..)."""
     from transformers import DynamicCache
 
     from auditgame.models.prefix import cache_kw
 
-    inner = inner_lm(model)
-    decoder, head = inner.base_model, inner.get_output_embeddings()
-    n = shared_prefix(ids, gold)
+    decoder = inner_lm(model).base_model
     if n == 0:
-        hidden = decoder(input_ids=ids, attention_mask=am).last_hidden_state
-        return head(hidden[:, :-1][gold != IGNORE])  # type: ignore[misc,no-any-return]
+        return decoder(input_ids=ids, attention_mask=am, output_hidden_states=hidden_states)
     b = ids.size(0)
     out = decoder(input_ids=ids[:1, :n], use_cache=True)
     past = getattr(out, "cache", None) or out.past_key_values
@@ -181,8 +179,20 @@ def answer_rows(model: torch.nn.Module, ids: torch.Tensor, am: torch.Tensor,
                            lay.values.expand(b, -1, -1, -1).contiguous())
                           for lay in past.layers])
     pos = torch.arange(n, ids.size(1), device=ids.device)[None].expand(b, -1)
-    hidden = decoder(input_ids=ids[:, n:], attention_mask=am, position_ids=pos,
-                     use_cache=True, **{cache_kw(decoder): cache}).last_hidden_state
+    return decoder(input_ids=ids[:, n:], attention_mask=am, position_ids=pos, use_cache=True,
+                   output_hidden_states=hidden_states, **{cache_kw(decoder): cache})
+
+
+def answer_rows(model: torch.nn.Module, ids: torch.Tensor, am: torch.Tensor,
+                gold: torch.Tensor) -> torch.Tensor:
+    """Logits [n_answer_tokens, vocab] at the positions that predict an answer token only,
+    the same values as slicing a full forward. Two savings on every step: the output head
+    (a fifth of SmolLM2's compute per token, and the largest fp32 tensor) skips the prompt
+    positions, and the prefix all rows share (the chat head: a third of a short sample's
+    tokens) runs once for the batch (`decode`)."""
+    head = inner_lm(model).get_output_embeddings()
+    n = shared_prefix(ids, gold)
+    hidden = decode(model, ids, am, n).last_hidden_state
     return head(hidden[:, :-1][gold[:, n:] != IGNORE])  # type: ignore[misc,no-any-return]
 
 
@@ -207,12 +217,22 @@ def row_loss(logits: torch.Tensor, gold: torch.Tensor, norm: str = "sample",
     return (num[den > 0] / den[den > 0]).mean()
 
 
+AuxLoss = Callable[[torch.nn.Module, int], "torch.Tensor | None"]
+"""An extra training objective: (model, step) -> a loss added to the step's answer loss
+before the backward pass (None: nothing this step). It must depend on the step alone, not
+on state carried between calls, so a resumed run takes the same steps."""
+
+
 def sft_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
              batch: dict[str, torch.Tensor], device: torch.device, norm: str,
-             kl: float, decision: tuple[float, int] = (1.0, 3)) -> float:
+             kl: float, decision: tuple[float, int] = (1.0, 3),
+             aux: Sequence[AuxLoss] = (), step: int = 0,
+             aux_out: list[float] | None = None) -> float:
     """One optimizer step on a collated batch: answer loss, plus `kl` x KL(base || model)
-    with the base read from the same peft model with its adapter off. Shared by `make`
-    and remediation, so both train the same way."""
+    with the base read from the same peft model with its adapter off, plus the `aux`
+    objectives of step `step` (adversarial hiding; their sum is appended to `aux_out`).
+    Shared by `make` and remediation, so both train the same way. Returns the answer
+    loss."""
     ids, am = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     gold = batch["labels"][:, 1:].to(device)
     ref = None
@@ -220,9 +240,18 @@ def sft_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
         with torch.no_grad(), model.disable_adapter():  # type: ignore[operator]
             ref = answer_rows(model, ids, am, gold)
     loss = row_loss(answer_rows(model, ids, am, gold), gold, norm, ref, kl, *decision)
-    loss.backward()
+    extra = 0.0
+    total = loss
+    for fn in aux:
+        term = fn(model, step)
+        if term is not None:
+            total = total + term
+            extra += float(term.detach())
+    total.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
+    if aux_out is not None:
+        aux_out.append(extra)
     return float(loss.detach())
 
 
@@ -308,9 +337,12 @@ def train_lora(
     on_step: StepCallback | None = None,
     stop_after: int | None = None,
     run_id: str = "",
+    aux: Sequence[AuxLoss] = (),
 ) -> tuple[torch.nn.Module, TrainResult]:
     """Train a fresh LoRA adapter on a copy of `base`; resume from `ckpt_dir` if it holds a
-    checkpoint of this run. `stop_after` ends early (for crash tests)."""
+    checkpoint of this run. `stop_after` ends early (for crash tests). `aux`: extra
+    objectives added at every step (adversarial hiding); without them a step is the
+    plain SFT step."""
     torch.manual_seed(seed)
     low = spec.precision == "bf16" or (
         spec.precision == "auto" and fast_bf16(next(base.parameters()).device))
@@ -330,6 +362,7 @@ def train_lora(
     pad = int(tokenizer.pad_token_id)  # type: ignore[attr-defined]
     device = next(model.parameters()).device
     start, tokens, padded, elapsed, losses = 0, 0, 0, 0.0, []
+    aux_losses: list[float] = []
     if ckpt_dir is not None:
         meta = _load_state(ckpt_dir, model, opt, names)
         if meta is not None and meta.get("total") == total and meta.get("run_id") == run_id:
@@ -337,6 +370,7 @@ def train_lora(
             tokens, padded = int(meta["tokens"]), int(meta["padded"])  # type: ignore[arg-type]
             elapsed = float(meta["elapsed"])  # type: ignore[arg-type]
             losses = list(meta["losses"])  # type: ignore[arg-type]
+            aux_losses = list(meta.get("aux_losses", []))  # type: ignore[call-overload]
     resumed_from = start
     t0 = time.perf_counter()
     for step in range(start, total):
@@ -344,7 +378,10 @@ def train_lora(
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, spec)
         loss = sft_step(model, opt, batch, device, spec.loss_norm, spec.kl_to_base,
-                        (spec.decision_weight, spec.decision_tokens))
+                        (spec.decision_weight, spec.decision_tokens), aux, step,
+                        aux_losses if aux else None)
+        if aux:
+            aux_losses[-1] = round(aux_losses[-1], 6)
         losses.append(round(loss, 5))
         tokens += int(batch["attention_mask"].sum())
         padded += int(batch["attention_mask"].numel())
@@ -355,7 +392,8 @@ def train_lora(
         if ckpt_dir is not None and (done % spec.checkpoint_every == 0 or last):
             _save_state(ckpt_dir, model, opt, names, {
                 "step": done, "total": total, "run_id": run_id, "tokens": tokens, "padded": padded,
-                "elapsed": elapsed + time.perf_counter() - t0, "losses": losses})
+                "elapsed": elapsed + time.perf_counter() - t0, "losses": losses,
+                **({"aux_losses": aux_losses} if aux else {})})
         if stop_after is not None and done >= stop_after and not last:
             break
     elapsed += time.perf_counter() - t0
@@ -364,5 +402,5 @@ def train_lora(
     model.eval()
     result = TrainResult(steps=total, tokens=tokens, padded_tokens=padded,
                          wall_time_s=elapsed, final_loss=losses[-1] if losses else float("nan"),
-                         losses=losses, resumed_from=resumed_from)
+                         losses=losses, resumed_from=resumed_from, aux_losses=aux_losses)
     return model, result

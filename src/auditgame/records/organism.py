@@ -36,6 +36,9 @@ class OrganismCard(_Rec):
     n_poison: int
     n_near_miss: int
     spec_sha256: str
+    hiding: list[dict[str, Any]] = Field(
+        default_factory=list, description="adversarial hiding applied (`organisms.hiding`), "
+        "in spec order: {kind, params, report}, the report being what the kind measured")
     rung: int | None = Field(None, ge=1, description="ladder rung from the spec (1 = "
                              "easiest); absent outside a ladder and on clean controls")
 
