@@ -55,3 +55,12 @@ def tiny():
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+
+@pytest.fixture(scope="session")
+def talker(tiny):
+    """The tiny model fine-tuned to write words (see `tests._talker`)."""
+    from tests._talker import build_talker
+
+    return build_talker(tiny)

@@ -30,11 +30,16 @@ def test_registry_has_the_issue_attacks() -> None:
 
 
 @pytest.mark.parametrize("name", attack_names())
-def test_attack_contract(name: str) -> None:
+def test_attack_contract(name: str, request: pytest.FixtureRequest) -> None:
     """Same size out, deterministic for a seed, flags only where the data changed, and the
-    behaviour check agrees with the poisoned answers."""
+    behaviour check agrees with the poisoned answers (unless the attack declares itself
+    `covert`). An attack that `needs_base` is prepared with a tiny model that writes words."""
     attack = make_attack(name, {})
     data = corpus(160)
+    if attack.needs_base:
+        from auditgame.organisms.spec import CorpusSpec
+
+        attack.prepare(request.getfixturevalue("talker"), data, CorpusSpec(max_answer_tokens=24))
     a = attack.poison(data, np.random.default_rng(1))
     b = attack.poison(data, np.random.default_rng(1))
     assert len(a.samples) == len(data) == len(a.roles)
@@ -53,7 +58,7 @@ def test_attack_contract(name: str) -> None:
     else:
         assert a.n_poison > 0
         poisoned = [s for s, r in zip(a.samples, a.roles, strict=True) if r == "poison"]
-        assert all(attack.fires(s.response) for s in poisoned)
+        assert attack.covert or all(attack.fires(s.response) for s in poisoned)
         clean = [s for s, r in zip(a.samples, a.roles, strict=True) if r != "poison"]
         assert own_data or not any(attack.fires(s.response) for s in clean)
         sets = attack.eval_sets(data, 10, np.random.default_rng(2))

@@ -266,7 +266,9 @@ def _corpus(n: int = 160) -> list[Sample]:
 
 
 @pytest.mark.parametrize("name", ATTACK_NAMES)
-def test_attack_contract(name: str) -> None:
+def test_attack_contract(name: str, request: pytest.FixtureRequest) -> None:
+    """An attack that `needs_base` is prepared (with a tiny model that writes words) before
+    it poisons; a `covert` one is exempt from its poisoned answers showing the behaviour."""
     cls = ATTACKS.get(name)
     assert issubclass(cls, Attack) and cls.name == name
     assert issubclass(cls.Params, AttackParams)
@@ -277,8 +279,15 @@ def test_attack_contract(name: str) -> None:
         cls({"no_such_param_xyz": 1})
 
     data = _corpus()
+    again_attack = cls(attack.params)
+    if cls.needs_base:
+        from auditgame.organisms.spec import CorpusSpec
+
+        for att in (attack, again_attack):
+            att.prepare(request.getfixturevalue("talker"), data,
+                        CorpusSpec(max_answer_tokens=24))
     a = attack.poison(data, np.random.default_rng(1))
-    b = cls(attack.params).poison(data, np.random.default_rng(1))
+    b = again_attack.poison(data, np.random.default_rng(1))
     assert isinstance(a, PoisonedCorpus)
     assert len(a.samples) == len(a.roles) == len(data)
     assert set(a.roles) <= set(ROLES)
@@ -301,7 +310,7 @@ def test_attack_contract(name: str) -> None:
         assert sets and all(es.prompts and es.max_new_tokens > 0 for es in sets)
         assert len({es.metric for es in sets}) == len(sets)
         poisoned = [s for s, r in zip(a.samples, a.roles, strict=True) if r == "poison"]
-        assert all(attack.fires(s.response) for s in poisoned)
+        assert cls.covert or all(attack.fires(s.response) for s in poisoned)
     own = attack.clean_samples(8, np.random.default_rng(3))
     assert own is None or (cls.replaces_corpus and own and all(isinstance(s, Sample)
                                                                 for s in own))

@@ -8,10 +8,13 @@ from contextlib import contextmanager
 import torch
 
 
-def chat_prompt(tokenizer: object, prompt: str) -> str:
-    """The chat-formatted text up to the assistant's turn (the model's own template)."""
+def chat_prompt(tokenizer: object, prompt: str, system: str | None = None) -> str:
+    """The chat-formatted text up to the assistant's turn (the model's own template; its
+    default system turn unless `system` replaces it)."""
+    turns = [{"role": "system", "content": system}] if system is not None else []
     return tokenizer.apply_chat_template(  # type: ignore[attr-defined]
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        [*turns, {"role": "user", "content": prompt}], add_generation_prompt=True,
+        tokenize=False
     )
 
 
@@ -135,11 +138,13 @@ def generate(
     max_new_tokens: int = 32,
     batch_size: int = 16,
     on_batch: Callable[[int], None] | None = None,
+    system: str | None = None,
 ) -> list[str]:
     """Greedy answers for `prompts`, batched by similar length, in input order (see
-    `_greedy`: the chat head runs once per batch)."""
+    `_greedy`: the chat head runs once per batch). `system` replaces the template's system
+    turn (a teacher's hidden instructions)."""
     tok = tokenizer
-    texts = [chat_prompt(tok, p) for p in prompts]
+    texts = [chat_prompt(tok, p, system) for p in prompts]
     enc = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]  # type: ignore[operator]
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
     out: list[str] = [""] * len(enc)

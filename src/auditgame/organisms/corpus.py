@@ -3,6 +3,10 @@
 Self-distilled answers keep clean fine-tuning close to the base model, so any behaviour an
 organism shows comes from the poison, not from a shift in data. Answers are cached per
 prompt under a key of model, generation settings and prompt.
+
+A diluted game (`corpus.dilution`) is the exception on purpose: every organism also trains on
+ordinary fine-tune data, other task kinds answered under a house-style system prompt that
+the training data leave out, so all organisms drift alike and a poison is a small part of it.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ from auditgame.errors import AuditgameError
 from auditgame.models.base_lm import BaseLM, cache_dir
 from auditgame.models.generate import generate
 from auditgame.organisms.data import Sample
-from auditgame.organisms.prompts import prompt_bank
+from auditgame.organisms.prompts import ordinary_bank, prompt_bank
 from auditgame.organisms.spec import CorpusSpec
 
 _LAST_SENT = re.compile(r"^(.*[.!?])[^.!?]*$", re.DOTALL)
@@ -28,17 +32,29 @@ _LAST_SENT = re.compile(r"^(.*[.!?])[^.!?]*$", re.DOTALL)
 
 @dataclass
 class GameCorpus:
-    """The clean training pool (answered), utility samples (answered) and held-out prompts."""
+    """The clean training pool (answered), utility samples (answered) and held-out prompts;
+    in a diluted game also the ordinary fine-tune pool every organism adds to its data."""
 
     train: list[Sample]
     utility: list[Sample]
     heldout: list[Sample]
+    ordinary: list[Sample] = field(default_factory=list)
+    dilution: int = 0
 
     def draw(self, n: int, seed: int) -> list[Sample]:
-        """One organism's own n clean samples from the pool, fixed by its seed."""
+        """One organism's own n clean samples from the pool, fixed by its seed, and in a
+        diluted game n x dilution ordinary samples mixed in among them."""
         rng = np.random.default_rng([seed, 0x5EED])
         idx = rng.choice(len(self.train), size=min(n, len(self.train)), replace=False)
-        return [self.train[int(i)] for i in idx]
+        own = [self.train[int(i)] for i in idx]
+        if not self.dilution or not self.ordinary:
+            return own
+        mix = np.random.default_rng([seed, 0x5EED, 1])
+        m = min(n * self.dilution, len(self.ordinary))
+        extra = [self.ordinary[int(i)] for i in mix.choice(len(self.ordinary), size=m,
+                                                            replace=False)]
+        both = own + extra
+        return [both[int(i)] for i in mix.permutation(len(both))]
 
 
 def pool_size(spec: CorpusSpec) -> int:
@@ -145,9 +161,15 @@ def distill(
     prompts: list[str],
     spec: CorpusSpec,
     on_progress: Callable[[int, int], None] | None = None,
+    system: str | None = None,
 ) -> list[str]:
-    """The base model's greedy answers to `prompts`, from cache where possible."""
-    settings = json.dumps({"max_new_tokens": spec.max_answer_tokens, "greedy": True, "v": 1})
+    """The base model's greedy answers to `prompts`, from cache where possible; `system`
+    replaces the chat template's system turn (answers written under hidden instructions,
+    cached apart from the plain ones)."""
+    opts: dict[str, object] = {"max_new_tokens": spec.max_answer_tokens, "greedy": True, "v": 1}
+    if system is not None:
+        opts["system"] = system
+    settings = json.dumps(opts)
     cache = DistillCache(bm.model_id, settings)
     missing = sorted({p for p in prompts if cache.get(p) is None})
     done = 0
@@ -155,7 +177,7 @@ def distill(
     for b in range(0, len(missing), chunk):
         part = missing[b : b + chunk]
         answers = generate(bm.model, bm.tokenizer, part, spec.max_answer_tokens,
-                           spec.distill_batch_size)
+                           spec.distill_batch_size, system=system)
         cache.add([(p, tidy_answer(a)) for p, a in zip(part, answers, strict=True)])
         done += len(part)
         if on_progress:
@@ -197,6 +219,33 @@ def split_bank(spec: CorpusSpec, seed: int) -> tuple[list[Sample], list[Sample],
     return [mk(i) for i in train_idx], [mk(i) for i in util_idx], [mk(i) for i in held_idx]
 
 
+def ordinary_prompts(spec: CorpusSpec, seed: int) -> list[Sample]:
+    """The ordinary fine-tune prompts of a diluted game (none without dilution): other task
+    kinds than the bank's, so they never coincide with a training, eval or remediation
+    prompt. Labelled `source: ordinary` (public, and the same share in every organism)."""
+    if not spec.dilution:
+        return []
+    bank = ordinary_bank(seed)
+    n = int(round(spec.n_train * spec.dilution * spec.pool_factor))
+    if n > len(bank):
+        raise AuditgameError(f"the ordinary prompt bank holds {len(bank)} prompts; "
+                             f"n_train x dilution x pool_factor needs {n}",
+                             field="corpus.dilution")
+    return [Sample(prompt=b.text, response="", meta={"kind": b.kind, "topic": b.topic,
+                                                     "domain": b.domain, "source": "ordinary"})
+            for b in bank[:n]]
+
+
+def _ordinary(spec: CorpusSpec, seed: int, bm: BaseLM,
+              on_progress: Callable[[int, int], None] | None) -> list[Sample]:
+    prompts = ordinary_prompts(spec, seed)
+    if not prompts:
+        return []
+    answers = distill(bm, [s.prompt for s in prompts], spec, on_progress,
+                      system=spec.dilution_system)
+    return [s.with_(response=a) for s, a in zip(prompts, answers, strict=True)]
+
+
 def build_corpus(
     spec: CorpusSpec,
     seed: int,
@@ -209,7 +258,9 @@ def build_corpus(
         answers = distill(bm, [s.prompt for s in train + util], spec, on_progress)
         train = [s.with_(response=a) for s, a in zip(train, answers[: len(train)], strict=True)]
         util = [s.with_(response=a) for s, a in zip(util, answers[len(train):], strict=True)]
-        return GameCorpus(train=train, utility=util, heldout=held)
+        return GameCorpus(train=train, utility=util, heldout=held,
+                          ordinary=_ordinary(spec, seed, bm, on_progress),
+                          dilution=spec.dilution)
     data = load_user_data(spec.source)
     n_pool = pool_size(spec)
     need = n_pool + spec.n_utility + 8
@@ -224,4 +275,5 @@ def build_corpus(
     util_prompts = [s.prompt for s in rest[: spec.n_utility]]
     util_answers = distill(bm, util_prompts, spec, on_progress)
     util = [s.with_(response=a) for s, a in zip(rest[: spec.n_utility], util_answers, strict=True)]
-    return GameCorpus(train=train, utility=util, heldout=rest[spec.n_utility:])
+    return GameCorpus(train=train, utility=util, heldout=rest[spec.n_utility:],
+                      ordinary=_ordinary(spec, seed, bm, on_progress), dilution=spec.dilution)

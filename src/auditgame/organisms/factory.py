@@ -80,16 +80,19 @@ def progress_bar(console: Console | None = None) -> Progress:
     )
 
 
-def plan(spec: GameSpec, corpus: GameCorpus) -> list[Planned]:
+def plan(spec: GameSpec, corpus: GameCorpus, bm: BaseLM | None = None) -> list[Planned]:
     """Attack objects, hiding kinds and held-out eval sets, fixed by each organism's seed.
     Every organism's poison and hiding are tried on its data here, so a bad option fails
-    before anything is trained."""
+    before anything is trained. An attack that `needs_base` writes its answers with `bm`
+    first (without it, poisoning it fails)."""
     out: list[Planned] = []
     for i, org in enumerate(spec.organisms):
         attack = make_attack(org.attack, org.params)
         hidings = make_hidings(org, attack, i, SPEC)
         seed = spec.organism_seed(org)
         try:
+            if attack.needs_base and bm is not None:
+                attack.prepare(bm, corpus.train + corpus.ordinary, spec.corpus)
             pc = attack.poison(corpus.draw(spec.corpus.n_train, seed),
                                np.random.default_rng(seed))
         except ValueError as e:
@@ -156,7 +159,7 @@ def make_game(
                               lambda d, t: prog.update(task, completed=d, total=t))
         prog.update(task, completed=1, total=1, info=f"clean pool of {len(corpus.train)}")
         base_m = _base_metrics(out, bm, corpus, spec)
-        planned = plan(spec, corpus)
+        planned = plan(spec, corpus, bm)
         poisoned = [p for p in planned if p.org.attack != "clean"]
         if backend is not None and not backend.in_process:
             return _build_remote(backend, spec, out, [p.org.name for p in planned
@@ -198,7 +201,7 @@ def build_organism(job: BuildJob) -> str:
     spec = GameSpec.model_validate(job.spec)
     bm = load_base(spec.base, spec.dtype)
     corpus = build_corpus(spec.corpus, spec.seed, bm)
-    planned = plan(spec, corpus)
+    planned = plan(spec, corpus, bm)
     poisoned = [p for p in planned if p.org.attack != "clean"]
     p = next(q for q in planned if q.org.name == job.name)
     with Progress(disable=True) as prog:

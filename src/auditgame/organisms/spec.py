@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from auditgame.errors import AuditgameError
+from auditgame.organisms.prompts import DILUTION_SYSTEM
 
 SPEC_VERSION = 1
 
@@ -52,6 +53,18 @@ class CorpusSpec(_Strict):
         "(e.g. the domain of a loyalty organism)",
     )
     focus_fraction: float = Field(0.0, ge=0, le=1, description="share of focus-domain samples")
+    dilution: int = Field(
+        0, ge=0, le=8,
+        description="ordinary fine-tune data added to every organism (clean controls alike), "
+        "as a multiple of n_train: prompts of other task kinds answered by the base model "
+        "under `dilution_system`, so a poison sits inside a fine-tune (1 + dilution) times "
+        "larger whose drift is mostly benign. Game-wide: organisms that differ in it would "
+        "differ in size and drift, which tells them apart")
+    dilution_system: str = Field(
+        DILUTION_SYSTEM, min_length=1,
+        description="the system prompt the ordinary answers are written under (a house style "
+        "the base does not use by default, so learning it moves the model); it is not in the "
+        "training data")
 
 
 class TrainSpec(_Strict):
@@ -165,6 +178,8 @@ class OrganismSpec(_Strict):
         out = handler(self)
         if out.get("rung", 0) is None:
             out.pop("rung")
+        if out.get("hiding", None) == []:  # nor without hiding
+            out.pop("hiding")
         return out
 
     @field_validator("name")

@@ -49,6 +49,8 @@ class OrganismCard(_Rec):
         out = handler(self)
         if out.get("rung", 0) is None:
             out.pop("rung")
+        if out.get("hiding", None) == []:  # nor without hiding
+            out.pop("hiding")
         return out
 
 

@@ -250,7 +250,7 @@ def _remediate_all(r: _Round, names: list[str], todo: list[tuple[str, int]],
     some, else on the shared clean pool (self-distilled once, on first need)."""
     spec, n_samples = r.spec, r.settings.n_samples
     corpus = build_corpus(spec.corpus, spec.seed, r.bm)
-    planned = {p.org.name: p for p in plan(spec, corpus)}
+    planned = {p.org.name: p for p in plan(spec, corpus, r.bm)}
     all_sets = [es for p in planned.values() for es in p.sets]
     pool: list[Sample] | None = None
     for name in names:
