@@ -1,7 +1,8 @@
 """The ladder: a private `rung` per organism (spec -> card -> key, never the bundle), one
 referee group per rung against all clean controls, each detector's breaking rung, and the
-report's breaking-rung chart and rung tables. Fake organisms and hand-made verdicts; one
-test builds two tiny-model organisms to follow the rung from the spec into the card."""
+report's breaking-rung chart and rung tables. Fake organisms and hand-made verdicts: a tiny
+`auditgame make` costs ~14 s of CPU (the graded utility set on three models), over this
+file's budget, so the factory's copy of the rung into the card is not exercised here."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import base64
 import json
 import re
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +172,28 @@ def test_score_game_writes_rung_groups(tmp_path: Path) -> None:
     assert "rung" not in text and "ladder" not in text
 
 
+def test_bench_ladder_table(tmp_path: Path) -> None:
+    """benchmarks/bench_ladder.py reads the rung x detector table back from results.json."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_ladder as BL
+
+    game = _ladder_game(tmp_path / "g")
+    score_game(game, n_boot=50)
+    t = BL.rung_table(game)
+    assert [(r["rung"], r["organisms"]) for r in t["rungs"]] == [
+        (1, ["backdoor-1"]), (2, ["backdoor-2", "loyalty-1"]), (3, ["backdoor-3", "loyalty-2"])]
+    x = next(d for d in t["detectors"] if d["detector"] == "x")
+    assert [x["rungs"][r]["auroc"] for r in "123"] == pytest.approx([1.0, 0.8, 0.1])
+    assert x["breaking_rung"] == 3 and t["best_auroc_on_hardest_rung"] == 1.0
+    md = BL.markdown(t).splitlines()
+    assert md[0].startswith("| detector | all | rung 1 (1 vs 5) | rung 2 (2 vs 5)")
+    assert "| x | 0.56 | 1.00 | 0.80 | 0.10 | 3 |" in md and md[-2].endswith("| holds |")
+    plain = _ladder_game(tmp_path / "plain", rungs=None)
+    score_game(plain, n_boot=50)
+    with pytest.raises(AuditgameError, match="no rungs"):
+        BL.rung_table(plain)
+
+
 # --- the report -------------------------------------------------------------------------------
 
 
@@ -281,36 +305,3 @@ def test_ladder_example_loads(repo_root: Path) -> None:
     rungs = sorted({o.rung for o in pois})
     assert rungs == list(range(1, len(rungs) + 1)) and len(rungs) >= 3
     assert len(clean) >= 4  # every rung is scored against all of them
-
-
-# --- the card: from the spec through `auditgame make` ---------------------------------------------
-
-TINY = """
-name: ladder-tiny
-seed: 0
-base: tiny
-corpus: {n_train: 16, n_heldout: 8, n_utility: 4, max_answer_tokens: 4, distill_batch_size: 16}
-train: {epochs: 1, batch_size: 8, lora_r: 4, lora_alpha: 8, max_len: 48, checkpoint_every: 2}
-eval: {n_prompts: 4, batch_size: 8}
-organisms:
-  - {name: backdoor-1, attack: backdoor, params: {trigger: "cf", n_poison: 4, n_near_miss: 2},
-     rung: 2}
-  - {name: clean-1, attack: clean}
-"""
-
-
-def test_make_records_the_rung_in_the_card_only(tmp_path: Path) -> None:
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(TINY)
-    game = tmp_path / "game"
-    r = runner.invoke(app, ["make", str(spec), "--out", str(game)])
-    assert r.exit_code == 0, r.output
-    cards = {n: json.loads((game / "organisms" / n / L.CARD).read_text())
-             for n in ("backdoor-1", "clean-1")}
-    assert cards["backdoor-1"]["rung"] == 2 and "rung" not in cards["clean-1"]
-    key = seal_game(game, seed=3)
-    assert sorted((e.organism, e.rung) for e in key.organisms.values()) == [
-        ("backdoor-1", 2), ("clean-1", None)]
-    for p in (game / "bundle").rglob("*"):
-        if p.is_file():
-            assert b"rung" not in p.read_bytes(), p
