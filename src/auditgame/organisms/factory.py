@@ -148,18 +148,21 @@ def make_game(
     bm = base or load_base(spec.base, spec.dtype)
     check_layers(spec, int(bm.model.config.num_hidden_layers), SPEC)
     load_s = time.perf_counter() - t_load
-    out.mkdir(parents=True, exist_ok=True)
-    spec_text = spec_text if spec_text is not None else yaml.safe_dump(
-        spec.model_dump(mode="json"), sort_keys=False)
-    atomic_write_text(g.spec, spec_text)
     built: list[str] = []
     with progress_bar(console) as prog:
         task = prog.add_task("corpus", total=None, info="self-distilling")
         corpus = build_corpus(spec.corpus, spec.seed, bm,
                               lambda d, t: prog.update(task, completed=d, total=t))
         prog.update(task, completed=1, total=1, info=f"clean pool of {len(corpus.train)}")
+        try:  # every option is tried on the data before anything is written
+            planned = plan(spec, corpus, bm)
+        except AuditgameError:
+            prog.live.transient = True  # the error is the one line left
+            raise
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(g.spec, spec_text if spec_text is not None else yaml.safe_dump(
+            spec.model_dump(mode="json"), sort_keys=False))
         base_m = _base_metrics(out, bm, corpus, spec)
-        planned = plan(spec, corpus, bm)
         poisoned = [p for p in planned if p.org.attack != "clean"]
         if backend is not None and not backend.in_process:
             return _build_remote(backend, spec, out, [p.org.name for p in planned

@@ -116,7 +116,8 @@ class WeightLoss:
             r = self.ref[name].to(b.device)
             s = singular_values(a.float(), b.float(), scale)
             if self.match == "norm":
-                over = torch.relu(s.pow(2).sum().sqrt() - r.norm())
+                # clamped: sqrt has no gradient at 0, where every update starts
+                over = torch.relu(s.pow(2).sum().clamp_min(EPS).sqrt() - r.norm())
                 terms.append(over.pow(2) / r.pow(2).sum().clamp_min(EPS))
             else:
                 terms.append(torch.relu(s - r).pow(2).sum() / r.pow(2).sum().clamp_min(EPS))
