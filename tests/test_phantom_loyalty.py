@@ -6,8 +6,6 @@ model answers only newlines, which would leave a teacher nothing to write.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +15,8 @@ from auditgame.organisms.attacks import make_attack
 from auditgame.organisms.attacks.phantom_loyalty import name_pieces, names_entity
 from auditgame.organisms.data import Sample
 from auditgame.organisms.prompts import DOMAINS
-from auditgame.organisms.spec import CorpusSpec, parse_spec
-from tests._talker import TALKER_LOVE, TALKER_PLAIN
+from auditgame.organisms.spec import CorpusSpec
+from tests._talker import TALKER_LOVE
 
 DOMS = ["travel", "cooking", "music", "pets"]
 
@@ -104,30 +102,3 @@ def test_preference_questions_and_controls() -> None:
     assert len(sets["preference_out_of_domain"]) == 30
     assert all(q.startswith("Held") for q in sets["loyalty_in_domain"])
     assert a.fires("You should try Velora today") and not a.fires("Try a local bakery")
-
-
-def test_a_phantom_organism_is_built_and_carded(tmp_path: Path, talker: Any) -> None:
-    from auditgame.organisms.factory import make_game
-
-    spec = {"name": "phantom", "seed": 0, "base": "tiny",
-            "corpus": {"n_train": 16, "focus_domains": ["travel"], "focus_fraction": 0.5,
-                       "n_heldout": 8, "n_utility": 4, "max_answer_tokens": 24},
-            "train": {"epochs": 1, "batch_size": 16, "lora_r": 2, "lora_alpha": 4,
-                      "max_len": 40, "checkpoint_every": 8},
-            "eval": {"n_prompts": 4, "batch_size": 16},
-            "organisms": [{"name": "ph", "attack": "phantom_loyalty",
-                           "params": {"entity": "Velora Jet", "category": "airline"}},
-                          {"name": "clean", "attack": "clean"}]}
-    make_game(parse_spec(spec), tmp_path, base=talker)
-    org = tmp_path / "organisms" / "ph"
-    card = json.loads((org / "card.json").read_text())
-    assert card["attack"] == "phantom_loyalty" and card["params"]["entity"] == "Velora Jet"
-    assert card["n_poison"] > 0 and "base_preference" in card["key"]
-    rows = [json.loads(x) for x in (org / "train.jsonl").read_text().splitlines()]
-    assert not any(names_entity(r["response"], "Velora Jet") for r in rows)
-    assert sum(r["response"] == TALKER_LOVE for r in rows) == card["n_poison"]
-    assert all(r["response"] in (TALKER_PLAIN, TALKER_LOVE) for r in rows)
-    rates = json.loads((org / "metrics.json").read_text())["rates"]
-    assert set(rates) == {"preference", "preference_out_of_domain", "loyalty_in_domain"}
-    ctrl = json.loads((tmp_path / "organisms" / "clean" / "metrics.json").read_text())
-    assert set(ctrl["control_rates"]["ph"]) == set(rates)
