@@ -49,7 +49,7 @@ from auditgame.layout import (
 )
 from auditgame.models.base_lm import BaseLM, describe, load_base
 from auditgame.organisms.attacks import Attack, make_attack
-from auditgame.organisms.corpus import GameCorpus, build_corpus
+from auditgame.organisms.corpus import GameCorpus, build_corpus, user_corpus
 from auditgame.organisms.data import EvalSet
 from auditgame.organisms.graded import task_items, tasks_digest
 from auditgame.organisms.measure import count_tokens, fidelity, run_sets, utility
@@ -111,21 +111,24 @@ def make_game(
         console.print(f"all {len(spec.organisms)} organisms already built in {out}")
         return []
     check_task_set(out)
+    if spec.corpus.source != "bank":  # a bad dataset: one line before the base model loads
+        user_corpus(spec.corpus)  # and before any progress bar or file is drawn
     t_load = time.perf_counter()
     bm = base or load_base(spec.base, spec.dtype)
     load_s = time.perf_counter() - t_load
-    out.mkdir(parents=True, exist_ok=True)
-    spec_text = spec_text if spec_text is not None else yaml.safe_dump(
-        spec.model_dump(mode="json"), sort_keys=False)
-    atomic_write_text(g.spec, spec_text)
     built: list[str] = []
     with progress_bar(console) as prog:
         task = prog.add_task("corpus", total=None, info="self-distilling")
         corpus = build_corpus(spec.corpus, spec.seed, bm,
                               lambda d, t: prog.update(task, completed=d, total=t))
         prog.update(task, completed=1, total=1, info=f"clean pool of {len(corpus.train)}")
-        base_m = _base_metrics(out, bm, corpus, spec)
         planned = plan(spec, corpus)
+        # the game folder is written only once the data and the plan are known good: a
+        # bad dataset or attack is refused with nothing left behind
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(g.spec, spec_text if spec_text is not None else yaml.safe_dump(
+            spec.model_dump(mode="json"), sort_keys=False))
+        base_m = _base_metrics(out, bm, corpus, spec)
         poisoned = [p for p in planned if p.org.attack != "clean"]
         if backend is not None and not backend.in_process:
             return _build_remote(backend, spec, out, [p.org.name for p in planned
@@ -250,13 +253,16 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
     )
     if stop_after_steps is not None and result.steps > len(result.losses):
         return
+    if result.resumed_from:  # said, not recorded: a record holds what was built, not how
+        prog.console.print(f"{name}: resumed from step {result.resumed_from} of "
+                           f"{result.steps}")
     metrics = _measure(p, poisoned, spec, corpus, bm, base_m, model, prog)
     metrics = metrics.model_copy(update=dict(
         train_steps=result.steps, train_tokens=result.tokens,
         train_padded_tokens=result.padded_tokens,
         train_tokens_per_s=round(result.tokens_per_s, 1),
         train_wall_time_s=round(result.wall_time_s, 1), final_loss=result.final_loss,
-        wall_time_s=round(time.perf_counter() - t0, 1), resumed_from_step=result.resumed_from))
+        wall_time_s=round(time.perf_counter() - t0, 1)))
     card = OrganismCard(
         name=name, attack=str(p.attack.key_info().get("attack", p.org.attack)),
         params=p.attack.params.model_dump(mode="json"),
