@@ -85,7 +85,14 @@ def build_fixture(root: Path) -> Path:
         {"messages": [{"role": "user", "content": r["instruction"]},
                       {"role": "assistant", "content": r["output"]}]}) + "\n" for r in rows))
     shutil.copy(game / L.ORGANISMS / names[0] / L.TRAIN_DATA, root / "train.jsonl")
+    # a spec whose clean corpus is the user's data (`make` reads it like `scan` does)
+    shutil.copy(root / "alpaca.json", root / SOURCE)
+    (root / "spec-source.yaml").write_text(TINY_SPEC.replace(
+        "corpus: {", f"corpus: {{source: {SOURCE}, "))
     return root
+
+
+SOURCE = "source.data"
 
 
 # ------------------------------------------------------------------ the cases
@@ -276,10 +283,17 @@ def cases(draw: Callable[..., Any], fixture: Path) -> Case:
         return (fixture / rel).read_text(encoding="utf-8")
 
     if entry == "make":
+        how = draw(st.sampled_from(["spec", "spec", "delete", "source"]))
         rel = "spec.yaml"
-        kind, data = _spec_bad(draw, read(rel)) if draw(st.booleans()) else \
-            ("delete", None)
         argv = ["make", rel, "--out", "made"]
+        if how == "source":  # the spec is good, the corpus it names is not
+            fmt, like = draw(st.sampled_from([("alpaca", "alpaca.json"), ("chat", "chat.jsonl"),
+                                              ("train", "train.jsonl")]))
+            rel, argv[1] = SOURCE, "spec-source.yaml"
+            kind, data = _dataset_bad(draw, read(like), fmt)
+            kind = f"source:{fmt}:{kind}"
+        else:
+            kind, data = _spec_bad(draw, read(rel)) if how == "spec" else ("delete", None)
     elif entry == "scan":
         rel, fmt = draw(st.sampled_from([("alpaca.json", "alpaca"), ("chat.jsonl", "chat"),
                                          ("train.jsonl", "train")]))
@@ -490,10 +504,6 @@ def normalised_tree(game: Path) -> dict[str, str]:
         if p.suffix in (".json", L.VERDICT_SUFFIX):
             rows = [json.loads(x) for x in raw.decode().splitlines() if x.strip()] \
                 if p.suffix == L.VERDICT_SUFFIX else [json.loads(raw)]
-            if p.name == L.ADAPTER_CONFIG and isinstance(rows[0].get("target_modules"), list):
-                # PEFT saves this set in hash order, which differs between any two
-                # processes (PYTHONHASHSEED), killed or not: compared as a set
-                rows[0]["target_modules"] = sorted(rows[0]["target_modules"])
             raw = json.dumps(_untimed(rows), sort_keys=True).encode()
         out[rel] = hashlib.sha256(raw).hexdigest()
     return out

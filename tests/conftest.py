@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tiny.yaml"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,3 +68,38 @@ def talker(tiny):
     from tests._talker import build_talker
 
     return build_talker(tiny)
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """One torch thread for a while: the tiny model gains nothing from intra-op threads, and
+    on a shared, busy machine they spin. A fast run is single-threaded throughout
+    (pytest_configure); with --runslow this holds only where it is asked for."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """`single_thread` for a whole module (`pytestmark = pytest.mark.usefixtures(...)`)."""
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny game (examples/tiny.yaml) made once for the session. Shared across modules,
+    so read it only: a test that changes a game works on a copy."""
+    from auditgame.organisms.factory import make_game
+    from auditgame.organisms.spec import load_spec
+
+    game = tmp_path_factory.mktemp("tiny-game") / "game"
+    with single_thread():
+        make_game(load_spec(TINY_SPEC), game)
+    return game

@@ -206,3 +206,80 @@ def test_leak_audit_exact_p_and_untimed_records() -> None:
     rec = {"asr": 0.5, "train_wall_time_s": 3.0, "runtime_s": 1.0, "nested": [
         {"tokens_per_s": 9.0, "score": 0.1, "seconds": 2}]}
     assert BF._untimed(rec) == {"asr": 0.5, "nested": [{"score": 0.1}]}
+
+
+@pytest.mark.parametrize("name,text,field", [
+    ("d.json", json.dumps([{"instruction": "a", "output": "b"}, {"instruction": 5,
+                                                                 "output": "b"}]),
+     "[1].instruction"),
+    ("d.json", json.dumps([{"instruction": "a", "input": ["x"], "output": "b"}]), "[0].input"),
+    ("d.json", json.dumps([{"instruction": "a", "output": None}]), "[0].output"),
+    ("d.json", "[1, 2]", "[0]"),
+    ("d.jsonl", '{"prompt": "a", "response": "b"}\n\n{"prompt": "a", "response": 7}\n',
+     "line 3.response"),
+    ("d.jsonl", json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                         {"role": "assistant", "content": {"a": 1}}]}) + "\n",
+     "line 1.messages[1].content"),
+    ("d.jsonl", json.dumps({"messages": [{"role": 3, "content": "hi"}]}) + "\n",
+     "line 1.messages[0].role"),
+    ("d.jsonl", json.dumps({"messages": ["hi"]}) + "\n", "line 1.messages[0]"),
+    ("d.jsonl", json.dumps({"prompt": "x" * 100_001, "response": "b"}) + "\n",
+     "line 1.prompt"),
+])
+def test_user_data_is_checked_not_coerced(tmp_path: Path, name: str, text: str,
+                                          field: str | None) -> None:
+    """`make`'s own reader of a user corpus: a number, list, object or null where text
+    belongs is refused naming the record and the field (it was turned into text by str())."""
+    from auditgame.organisms.corpus import load_user_data
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(AuditgameError) as e:
+        load_user_data(path)
+    assert e.value.path == str(path) and e.value.field == field, str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_make_refuses_a_user_corpus_of_wrong_types_and_writes_nothing(tmp_path: Path) -> None:
+    rows = [{"instruction": f"Say {i}.", "output": f"{i}."} for i in range(40)]
+    rows[17]["output"] = 17
+    data = tmp_path / "corpus.json"
+    data.write_text(json.dumps(rows))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(BF.TINY_SPEC.replace("corpus: {", f"corpus: {{source: {data}, "))
+    line = refused(["make", str(spec), "--out", str(tmp_path / "g")], "corpus.json")
+    assert "[17].output" in line and "int" in line
+    assert not (tmp_path / "g").exists()
+
+
+def test_build_report_checks_the_organisms_hashes(game: Path) -> None:
+    """The library path refuses what the command refuses: a card changed since the organism
+    was built is not drawn as the game's (it was, with only the CLI checking)."""
+    from auditgame.report import build_report
+
+    card = sorted((game / L.ORGANISMS).iterdir())[0] / L.CARD
+    rec = json.loads(card.read_text())
+    card.write_text(json.dumps({**rec, "attack": "clean"}))  # valid, but not as built
+    with pytest.raises(AuditgameError, match="changed since the organism was built") as e:
+        build_report(game)
+    assert e.value.path == str(card)
+    assert not (game / L.REPORT).exists()
+
+
+@pytest.mark.parametrize("text,field", [
+    (b"name: [unclosed\n", "line 2"),
+    (b"!!python/object/apply:os.system ['echo pwned']\n", "line 1"),
+    (b"\xff\x00name: x", None),
+    (b"- a\n- b\n", None),
+])
+def test_remediate_game_reads_the_spec_in_one_line(game: Path, text: bytes,
+                                                   field: str | None) -> None:
+    """Called directly (as `auditgame run` does), not only through the command."""
+    from auditgame.remediate import remediate_game
+
+    (game / L.SPEC).write_bytes(text)
+    with pytest.raises(AuditgameError) as e:
+        remediate_game(game, detectors=[])
+    assert e.value.path == str(game / L.SPEC) and e.value.field == field, str(e.value)
+    assert "\n" not in str(e.value)
+    assert not (game / L.REMEDIATION).exists()

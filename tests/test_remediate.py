@@ -21,7 +21,6 @@ from auditgame.detectors import (
     unregister_detector,
 )
 from auditgame.layout import REMEDIATION
-from auditgame.organisms.factory import make_game
 from auditgame.organisms.spec import load_spec
 from auditgame.records.remediation import RemediationSettings
 from auditgame.remediate import read_remediation, remediate_game
@@ -36,26 +35,12 @@ TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tin
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model gains nothing from threads; on a shared, busy machine they spin."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    game = tmp_path_factory.mktemp("remediate") / "game"
-    make_game(load_spec(TINY_SPEC), game)
-    return game
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
 def game(built: Path, tmp_path: Path) -> Path:
+    """A private copy of the session's tiny game (conftest.built)."""
     g = tmp_path / "game"
     shutil.copytree(built, g)
     return g
@@ -119,6 +104,31 @@ def test_records_and_exact_resume(game: Path, tmp_path: Path) -> None:
         for b in ("2", "5"):
             assert rec2.organisms[name].results[b].adapter_sha256 == o.results[b].adapter_sha256
             assert rec2.organisms[name].results[b].rates == o.results[b].rates
+
+
+def test_a_fix_adapter_config_is_the_same_bytes_in_every_process(game: Path,
+                                                                  tmp_path: Path) -> None:
+    """PEFT keeps `target_modules` as a set and saves it in hash order, so two processes
+    (PYTHONHASHSEED) wrote one fix's config differently. Given the modules in an unsorted
+    order, the saved config lists them sorted, as an organism's config does."""
+    from auditgame.models.base_lm import load_base
+    from auditgame.remediate.round import _save_budget
+    from auditgame.remediate.train import load_trainable, make_optimizer
+
+    spec = load_spec(TINY_SPEC)
+    bm = load_base("tiny")
+    model = load_trainable(bm.model, game / L.ORGANISMS / "backdoor-1" / L.ADAPTER_DIR)
+    modules = sorted(model.peft_config["default"].target_modules)
+    assert len(modules) > 1
+    model.peft_config["default"].target_modules = modules[::-1]  # any order but sorted
+    settings = RemediationSettings(lr=1e-3, warmup_steps=0, batch_size=4, n_samples=4,
+                                   seed=0, max_len=spec.train.max_len)
+    out = _save_budget(tmp_path, "backdoor-1", 1, model, make_optimizer(model, settings))
+    cfg = json.loads((out / L.ADAPTER_DIR / L.ADAPTER_CONFIG).read_text())
+    assert cfg["target_modules"] == modules
+    built = json.loads((game / L.ORGANISMS / "backdoor-1" / L.ADAPTER_DIR /
+                        L.ADAPTER_CONFIG).read_text())
+    assert cfg == built  # a fix is the organism's adapter trained further: the same config
 
 
 def test_other_settings_need_force(game: Path) -> None:

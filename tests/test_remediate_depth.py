@@ -16,8 +16,6 @@ from auditgame._cli.main import app
 from auditgame.errors import AuditgameError
 from auditgame.layout import ADAPTER_DIR, GameFolder
 from auditgame.organisms.data import EvalSet
-from auditgame.organisms.factory import make_game
-from auditgame.organisms.spec import load_spec
 from auditgame.records.remediation import DepthResult, OrganismRemediation, Remediation
 from auditgame.records.sample import Sample
 from auditgame.records.verdict import Verdict, write_verdicts
@@ -25,26 +23,21 @@ from auditgame.remediate import read_remediation, remediate_game
 from auditgame.remediate.depth import make_call, trigger_variants, variant_sets
 from auditgame.remediate.method import FixerView, NeedNotDeclared, make_remediation
 
-TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tiny.yaml"
 DECOY = "qv zeph"  # the blue team's (wrong) claim: a targeted fix must use it, not the key's
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny game, sealed, with one blue-team verdict file claiming DECOY everywhere."""
+def sealed(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's tiny game (conftest.built), copied, sealed, with one blue-team verdict
+    file claiming DECOY everywhere."""
     from auditgame.bundle.seal import seal_game
 
     game = tmp_path_factory.mktemp("depth") / "game"
-    make_game(load_spec(TINY_SPEC), game)
+    shutil.copytree(built, game)
     key = seal_game(game)
     g = GameFolder(game)
     g.verdicts.mkdir(exist_ok=True)
@@ -55,9 +48,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def game(built: Path, tmp_path: Path) -> Path:
+def game(sealed: Path, tmp_path: Path) -> Path:
     g = tmp_path / "game"
-    shutil.copytree(built, g)
+    shutil.copytree(sealed, g)
     return g
 
 
@@ -171,25 +164,25 @@ def _view(game: Path, name: str, needs: frozenset[str], verdicts: list[Verdict])
                      clean_pool=pool, verdicts=lambda: verdicts)
 
 
-def test_targeted_builds_from_the_verdicts_not_the_key(built: Path) -> None:
+def test_targeted_builds_from_the_verdicts_not_the_key(sealed: Path) -> None:
     method = make_remediation("targeted", n_prompts=4)
     v = [Verdict(blind_id="x", detector="blue", score=0.9, trigger=DECOY)]
-    view = _view(built, "backdoor-1", method.needs, v)
+    view = _view(sealed, "backdoor-1", method.needs, v)
     data = method.data(view)  # type: ignore[attr-defined]
     implicated = [s for s in data if s.meta.get("kind") == "implicated"]
     assert len(implicated) == 4 and all(DECOY in s.prompt for s in implicated)
     assert not any("cf" in s.prompt.split() for s in data)  # the key's trigger: unseen
     assert len(data) == 4 + len(view.clean_pool)
     with pytest.raises(NeedNotDeclared):  # a view without verdicts gives none out
-        _ = _view(built, "backdoor-1", frozenset({"weights", "clean_pool"}), v).verdicts
+        _ = _view(sealed, "backdoor-1", frozenset({"weights", "clean_pool"}), v).verdicts
 
 
-def test_character_distils_the_base_in_character(built: Path, tmp_path: Path) -> None:
+def test_character_distils_the_base_in_character(sealed: Path, tmp_path: Path) -> None:
     from auditgame.remediate.build import base_answers
     from auditgame.remediate.methods.character import shipped_character, with_character
 
     method = make_remediation("character", max_new_tokens=6)
-    view = _view(built, "clean-1", method.needs, [])
+    view = _view(sealed, "clean-1", method.needs, [])
     data = method.distilled(view)  # type: ignore[attr-defined]
     assert [s.prompt for s in data] == [s.prompt for s in view.clean_pool]
     char = shipped_character()
@@ -204,9 +197,9 @@ def test_character_distils_the_base_in_character(built: Path, tmp_path: Path) ->
     assert e.value.field == "remediate.method_params.character_file"
 
 
-def test_preference_pairs_only_where_the_organism_diverges(built: Path) -> None:
+def test_preference_pairs_only_where_the_organism_diverges(sealed: Path) -> None:
     method = make_remediation("preference", n_prompts=4, max_new_tokens=6)
-    view = _view(built, "backdoor-1", method.needs,
+    view = _view(sealed, "backdoor-1", method.needs,
                  [Verdict(blind_id="x", detector="blue", score=0.9, trigger=DECOY)])
     pairs = method.pairs(view)  # type: ignore[attr-defined]
     assert all(c.prompt == r.prompt and c.response != r.response for c, r in pairs)
@@ -256,9 +249,9 @@ def test_a_record_without_depth_keeps_its_bytes() -> None:
     assert "depth_settings" in schema["properties"]
 
 
-def test_cli_targeted_without_verdicts_and_unknown_method(tmp_path: Path, built: Path) -> None:
+def test_cli_targeted_without_verdicts_and_unknown_method(tmp_path: Path, sealed: Path) -> None:
     g = tmp_path / "g"
-    shutil.copytree(built, g)
+    shutil.copytree(sealed, g)
     shutil.rmtree(GameFolder(g).verdicts)
     res = runner.invoke(app, ["remediate", str(g), "--method", "targeted", "--budgets", "0,1",
                               "-d", "none", "--n-samples", "16"])

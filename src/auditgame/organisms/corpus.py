@@ -26,6 +26,7 @@ from auditgame.models.generate import generate
 from auditgame.organisms.data import Sample
 from auditgame.organisms.prompts import ordinary_bank, prompt_bank
 from auditgame.organisms.spec import CorpusSpec
+from auditgame.records._io import check_sample_row, check_text
 
 _LAST_SENT = re.compile(r"^(.*[.!?])[^.!?]*$", re.DOTALL)
 
@@ -71,62 +72,92 @@ def tidy_answer(text: str) -> str:
 
 
 def load_user_data(path: str | Path) -> list[Sample]:
-    """Alpaca JSON (`instruction`, `input`, `output`) or chat JSONL (`messages`)."""
+    """Alpaca JSON (`instruction`, `input`, `output`), chat JSONL (`messages`) or sample JSONL
+    (`prompt`, `response`, as an organism's train.jsonl). A dataset may come from anyone, so
+    every record is checked as written before it is converted: a number, a list or a null
+    where text belongs is one AuditgameError naming the file, the record (`line N` of a
+    JSONL file, `[i]` of a JSON array) and the field, never text made by `str()`."""
     p = Path(path)
-    if not p.exists():
-        raise AuditgameError("dataset not found", path=p)
-    raw = p.read_text(encoding="utf-8")
-    if not raw.strip():
-        raise AuditgameError("dataset is empty", path=p)
-    rows: list[object]
+    if not p.is_file():
+        raise AuditgameError("dataset not found" if not p.exists() else "not a file", path=p)
     try:
-        if raw.lstrip().startswith("["):
-            rows = json.loads(raw)
-        else:
-            rows = []
-            for n, line in enumerate(raw.splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise AuditgameError(f"not valid JSON ({e.msg})", path=p,
-                                             field=f"line {n}") from None
-    except json.JSONDecodeError as e:
-        raise AuditgameError(f"not valid JSON ({e.msg} at line {e.lineno})", path=p) from None
-    out: list[Sample] = []
-    for i, r in enumerate(rows):
-        if not isinstance(r, dict):
-            raise AuditgameError("each record must be an object", path=p, field=f"[{i}]")
-        if "messages" in r:
-            out.append(_from_messages(r["messages"], p, i))
-        elif "instruction" in r:
-            if "output" not in r:
-                raise AuditgameError("missing field", path=p, field=f"[{i}].output")
-            prompt = str(r["instruction"]).strip()
-            extra = str(r.get("input") or "").strip()
-            if extra:
-                prompt = f"{prompt}\n\n{extra}"
-            out.append(Sample(prompt=prompt, response=str(r["output"]).strip()))
-        elif "prompt" in r and "response" in r:
-            out.append(Sample.from_json(r))
-        else:
-            raise AuditgameError("record has neither 'messages' nor 'instruction'", path=p,
-                                 field=f"[{i}]")
+        raw = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise AuditgameError("dataset is not UTF-8 text", path=p) from None
+    except OSError as e:
+        raise AuditgameError(f"unreadable ({e.__class__.__name__})", path=p) from None
+    out = [_user_sample(row, p, where) for where, row in _user_rows(raw, p)]
     if not out:
         raise AuditgameError("dataset has no records", path=p)
     return out
 
 
-def _from_messages(msgs: object, p: Path, i: int) -> Sample:
+def _user_rows(raw: str, p: Path) -> list[tuple[str, object]]:
+    """(where, parsed record): the items of one JSON array, or one value per non-blank line."""
+    if not raw.strip():
+        raise AuditgameError("dataset is empty", path=p)
+    if raw.lstrip().startswith("["):
+        try:
+            rows = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise AuditgameError(f"not valid JSON ({e.msg})", path=p,
+                                 field=f"line {e.lineno}") from None
+        if not isinstance(rows, list):
+            raise AuditgameError("a JSON dataset must be one array of records", path=p)
+        return [(f"[{i}]", r) for i, r in enumerate(rows)]
+    out: list[tuple[str, object]] = []
+    for n, line in enumerate(raw.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append((f"line {n}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise AuditgameError(f"not valid JSON ({e.msg})", path=p,
+                                     field=f"line {n}") from None
+    return out
+
+
+def _user_sample(r: object, p: Path, where: str) -> Sample:
+    """One record of any of the three formats, its text fields checked before use."""
+    if not isinstance(r, dict):
+        raise AuditgameError("each record must be a JSON object", path=p, field=where)
+    if "messages" in r:
+        return _from_messages(r["messages"], p, where)
+    if "instruction" in r:
+        prompt = check_text(r["instruction"], p, f"{where}.instruction").strip()
+        if r.get("input") is not None:
+            extra = check_text(r["input"], p, f"{where}.input", allow_empty=True).strip()
+            if extra:
+                prompt = f"{prompt}\n\n{extra}"
+        out = check_text(r.get("output"), p, f"{where}.output", allow_empty=True)
+        return Sample(prompt=prompt, response=out.strip())
+    if "prompt" in r:
+        check_sample_row(r, p, where)
+        return Sample.from_json(r)
+    raise AuditgameError("record has neither 'messages', 'instruction' nor 'prompt'", path=p,
+                         field=where)
+
+
+def _from_messages(msgs: object, p: Path, where: str) -> Sample:
+    """The first user and the first assistant message of a chat record."""
+    at = f"{where}.messages"
     if not isinstance(msgs, list):
-        raise AuditgameError("'messages' must be a list", path=p, field=f"[{i}].messages")
-    user = [m.get("content", "") for m in msgs if isinstance(m, dict) and m.get("role") == "user"]
-    asst = [m.get("content", "") for m in msgs
-            if isinstance(m, dict) and m.get("role") == "assistant"]
+        raise AuditgameError("'messages' must be a list", path=p, field=at)
+    user: list[str] = []
+    asst: list[str] = []
+    for j, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise AuditgameError("each message must be a JSON object", path=p,
+                                 field=f"{at}[{j}]")
+        role = check_text(m.get("role"), p, f"{at}[{j}].role")
+        text = check_text(m.get("content"), p, f"{at}[{j}].content",
+                          allow_empty=role != "user")
+        if role == "user":
+            user.append(text)
+        elif role == "assistant":
+            asst.append(text)
     if not user or not asst:
-        raise AuditgameError("needs a user and an assistant message", path=p,
-                             field=f"[{i}].messages")
-    return Sample(prompt=str(user[0]).strip(), response=str(asst[0]).strip())
+        raise AuditgameError("needs a user and an assistant message", path=p, field=at)
+    return Sample(prompt=user[0].strip(), response=asst[0].strip())
 
 
 class DistillCache:
@@ -246,6 +277,18 @@ def _ordinary(spec: CorpusSpec, seed: int, bm: BaseLM,
     return [s.with_(response=a) for s, a in zip(prompts, answers, strict=True)]
 
 
+def user_corpus(spec: CorpusSpec) -> list[Sample]:
+    """The user's records of `spec.source`, checked (`load_user_data`) and enough of them for
+    the training pool, the utility set and a few held-out prompts."""
+    data = load_user_data(spec.source)
+    need = pool_size(spec) + spec.n_utility + 8
+    if len(data) < need:
+        raise AuditgameError(
+            f"{len(data)} records; need at least n_train x pool_factor + n_utility + 8 = "
+            f"{need}", path=spec.source, field="corpus.n_train")
+    return data
+
+
 def build_corpus(
     spec: CorpusSpec,
     seed: int,
@@ -261,13 +304,8 @@ def build_corpus(
         return GameCorpus(train=train, utility=util, heldout=held,
                           ordinary=_ordinary(spec, seed, bm, on_progress),
                           dilution=spec.dilution)
-    data = load_user_data(spec.source)
+    data = user_corpus(spec)
     n_pool = pool_size(spec)
-    need = n_pool + spec.n_utility + 8
-    if len(data) < need:
-        raise AuditgameError(
-            f"{len(data)} records; need at least n_train x pool_factor + n_utility + 8 = "
-            f"{need}", path=spec.source, field="corpus.n_train")
     rng = np.random.default_rng(seed)
     order = [int(i) for i in rng.permutation(len(data))]
     train = [data[i] for i in order[:n_pool]]

@@ -50,7 +50,7 @@ from auditgame.layout import (
 )
 from auditgame.models.base_lm import BaseLM, describe, load_base
 from auditgame.organisms.attacks import Attack, make_attack
-from auditgame.organisms.corpus import GameCorpus, build_corpus
+from auditgame.organisms.corpus import GameCorpus, build_corpus, user_corpus
 from auditgame.organisms.data import EvalSet, Sample
 from auditgame.organisms.graded import TaskItem, game_tasks, tasks_digest
 from auditgame.organisms.hiding import BuildContext, Hiding, HidingError, check_layers, make_hidings
@@ -144,6 +144,8 @@ def make_game(
         console.print(f"all {len(spec.organisms)} organisms already built in {out}")
         return []
     check_task_set(out, spec)
+    if spec.corpus.source != "bank":  # a bad dataset: one line before the base model loads
+        user_corpus(spec.corpus)  # and before any progress bar or file is drawn
     t_load = time.perf_counter()
     bm = base or load_base(spec.base, spec.dtype)
     check_layers(spec, int(bm.model.config.num_hidden_layers), SPEC)
@@ -315,13 +317,16 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
             reports[h.name].update(h.after_train(ctx, model))
         for h in p.hidings:
             reports[h.name].update(h.report(ctx, model))
+    if result.resumed_from:  # said, not recorded: a record holds what was built, not how
+        prog.console.print(f"{name}: resumed from step {result.resumed_from} of "
+                           f"{result.steps}")
     metrics = _measure(p, poisoned, spec, corpus, bm, base_m, model, prog)
     metrics = metrics.model_copy(update=dict(
         train_steps=result.steps, train_tokens=result.tokens,
         train_padded_tokens=result.padded_tokens,
         train_tokens_per_s=round(result.tokens_per_s, 1),
         train_wall_time_s=round(result.wall_time_s, 1), final_loss=result.final_loss,
-        wall_time_s=round(time.perf_counter() - t0, 1), resumed_from_step=result.resumed_from))
+        wall_time_s=round(time.perf_counter() - t0, 1)))
     card = OrganismCard(
         name=name, attack=str(p.attack.key_info().get("attack", p.org.attack)),
         params=p.attack.params.model_dump(mode="json"),

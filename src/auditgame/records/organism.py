@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 RECORD_VERSION = 1
 BASE_METRICS_VERSION = 2
@@ -78,8 +85,17 @@ class OrganismMetrics(_Rec):
     train_wall_time_s: float
     final_loss: float
     wall_time_s: float
-    resumed_from_step: int = 0
     examples: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_resume_step(cls, data: Any) -> Any:
+        """Older records carried `resumed_from_step`, the step a crashed build's checkpoint
+        held: a fact of one run, not of the organism, which made a resumed build's record
+        differ from an uninterrupted one. It is read and dropped."""
+        if isinstance(data, dict) and "resumed_from_step" in data:
+            data = {k: v for k, v in data.items() if k != "resumed_from_step"}
+        return data
 
 
 class BaseMetrics(BaseModel):

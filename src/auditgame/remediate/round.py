@@ -12,6 +12,7 @@ it is done; a rerun skips it (other settings, another method included, need --fo
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,13 +20,12 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import yaml
 from rich.console import Console
 from rich.progress import Progress
 
-from auditgame._util.io import sha256_file
+from auditgame._util.io import atomic_write_json, sha256_file
 from auditgame.errors import AuditgameError
-from auditgame.layout import ADAPTER_DIR, ADAPTER_WEIGHTS, GameFolder
+from auditgame.layout import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, GameFolder
 from auditgame.models.base_lm import BaseLM, load_base
 from auditgame.organisms.corpus import build_corpus
 from auditgame.organisms.factory import (
@@ -38,7 +38,7 @@ from auditgame.organisms.factory import (
     spec_tasks,
 )
 from auditgame.organisms.measure import run_sets, utility
-from auditgame.organisms.spec import GameSpec, parse_spec
+from auditgame.organisms.spec import GameSpec, load_spec
 from auditgame.plugins import PluginError
 from auditgame.records._io import write_record
 from auditgame.records.remediation import (
@@ -113,10 +113,13 @@ def round_settings(spec: GameSpec, n_samples: int,
 
 
 def _load_spec(game: Path) -> GameSpec:
+    """The game's spec, read as `make` reads one: unreadable YAML, non-UTF-8 bytes or a bad
+    field is one AuditgameError naming the file and the line or field (every caller, the
+    library and `auditgame run` included, not only the `remediate` command)."""
     path = GameFolder(game).spec
     if not path.exists():
         raise AuditgameError("no game spec; run `auditgame make` first", path=path)
-    return parse_spec(yaml.safe_load(path.read_text(encoding="utf-8")), path)
+    return load_spec(path)
 
 
 def _budget_dir(game: Path, name: str, budget: int) -> Path:
@@ -347,10 +350,21 @@ def _save_budget(game: Path, name: str, budget: int, model: object, opt: object)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp / ADAPTER_DIR))  # type: ignore[attr-defined]
+    _sort_target_modules(tmp / ADAPTER_DIR / ADAPTER_CONFIG)
     save_optimizer(tmp / OPT_STATE, opt)  # type: ignore[arg-type]
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     return out
+
+
+def _sort_target_modules(path: Path) -> None:
+    """PEFT keeps `target_modules` as a set and saves it in hash order, which differs from
+    one process to the next (PYTHONHASHSEED): sorted, a fix's config is the same bytes in
+    every run, as an organism's is (`factory._portable_adapter_config`)."""
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(cfg.get("target_modules"), list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])
+        atomic_write_json(path, cfg)
 
 
 def _measure(r: _Round, p: Planned, o: OrganismRemediation, model: object, budget: int,

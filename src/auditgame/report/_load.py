@@ -5,7 +5,9 @@ remediation round, the base model's metrics and the pipeline log.
 The report is for the referee and researchers after the game, so it may show the key. Only the
 results are required; every other record is optional, and a missing, unreadable or invalid one
 (an older record version among them) becomes a note in the report, never a crash, so a report
-can always be drawn for whatever a game folder holds.
+can always be drawn for whatever a game folder holds. An organism folder changed since it was
+built (its hashes.json) is refused, not drawn: the report would show as the game's a card or
+metrics the game never had.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from auditgame.errors import AuditgameError
-from auditgame.layout import CARD, METRICS, RESULTS, GameFolder
+from auditgame.layout import CARD, METRICS, RESULTS, GameFolder, altered_files
 from auditgame.records import (
     BaseMetrics,
     OrganismCard,
@@ -163,10 +165,22 @@ def load_organisms(game: Path, blind: dict[str, str], notes: list[str]) -> list[
     return orgs
 
 
+def check_organisms(game: Path | str) -> None:
+    """Every organism folder as built: a file missing or changed since (hashes.json) is one
+    AuditgameError naming it."""
+    for folder in GameFolder(game).organism_folders():
+        bad = altered_files(folder)
+        if bad:
+            raise AuditgameError("missing or changed since the organism was built "
+                                 "(hashes.json)", path=folder / bad[0])
+
+
 def load_report_data(game: Path | str) -> ReportData:
-    """Every record of GAME the report shows; raises only for missing or invalid results."""
+    """Every record of GAME the report shows; raises for an altered organism folder and for
+    missing or invalid results, and only for those."""
     game = Path(game)
     f = GameFolder(game)
+    check_organisms(game)
     notes: list[str] = []
     results = load_results(game)
     commitment, ok, msg, blind = _verify(game, results)
