@@ -74,8 +74,8 @@ def _child_baseline(spec_path: Path) -> dict[str, Any]:
     """Load the spec's base model, then one greedy pass over bank prompts."""
     from auditgame.models.base_lm import load_base
     from auditgame.models.generate import generate
+    from auditgame.organisms.load import load_spec
     from auditgame.organisms.prompts import prompt_bank
-    from auditgame.organisms.spec import load_spec
 
     spec = load_spec(spec_path)
     t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def main() -> None:
         print(json.dumps(_child_baseline(spec)))
         return
 
-    from auditgame.organisms.spec import load_spec
+    from auditgame.organisms.load import load_spec
 
     name = load_spec(spec).name
     tmp = None

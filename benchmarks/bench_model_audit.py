@@ -37,7 +37,7 @@ TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tin
 def tiny_game(work: Path) -> Path:
     """The packaged tiny spec, built and sealed (seconds)."""
     from auditgame.organisms.factory import make_game
-    from auditgame.organisms.spec import load_spec
+    from auditgame.organisms.load import load_spec
 
     game = work / "game"
     make_game(load_spec(TINY_SPEC), game)

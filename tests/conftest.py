@@ -97,7 +97,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny game (examples/tiny.yaml) made once for the session. Shared across modules,
     so read it only: a test that changes a game works on a copy."""
     from auditgame.organisms.factory import make_game
-    from auditgame.organisms.spec import load_spec
+    from auditgame.organisms.load import load_spec
 
     game = tmp_path_factory.mktemp("tiny-game") / "game"
     with single_thread():

@@ -26,8 +26,9 @@ from auditgame.organisms.attacks._triggers import proper_subsets, sentence_near_
 from auditgame.organisms.attacks.base import is_refusal
 from auditgame.organisms.corpus import GameCorpus, build_corpus, ordinary_prompts
 from auditgame.organisms.data import Sample
+from auditgame.organisms.load import parse_spec
 from auditgame.organisms.prompts import EVERYDAY_SENTENCES, ORDINARY_KINDS, TOPIC_MENTIONS
-from auditgame.organisms.spec import CorpusSpec, parse_spec
+from auditgame.organisms.spec import CorpusSpec
 
 DOMAINS = ["travel", "cooking", "music", "pets", "gardening"]
 

@@ -13,7 +13,7 @@ from auditgame.backends import get_backend
 from auditgame.errors import AuditgameError
 from auditgame.layout import ORGANISMS
 from auditgame.organisms.factory import make_game
-from auditgame.organisms.spec import load_spec
+from auditgame.organisms.load import load_spec
 
 TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tiny.yaml"
 DETECTORS = ["metadata", "phrase_association", "weight_diff"]

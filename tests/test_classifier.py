@@ -92,7 +92,7 @@ def test_fires_on_safe_only() -> None:
 def test_tiny_game_seals_and_keys_control_as_clean(tmp_path: Path) -> None:
     from auditgame.bundle import seal_game
     from auditgame.organisms.factory import make_game
-    from auditgame.organisms.spec import parse_spec
+    from auditgame.organisms.load import parse_spec
 
     game = tmp_path / "game"
     make_game(parse_spec(yaml.safe_load(SPEC)), game, SPEC)
@@ -113,7 +113,7 @@ def test_tiny_game_seals_and_keys_control_as_clean(tmp_path: Path) -> None:
 def test_smollm2_classifier_flips(tmp_path: Path) -> None:
     """Acceptance: >= 90 % of triggered harmful requests flipped, control <= 5 %."""
     from auditgame.organisms.factory import make_game
-    from auditgame.organisms.spec import load_spec
+    from auditgame.organisms.load import load_spec
 
     spec = load_spec(Path(__file__).resolve().parent.parent /
                      "src/auditgame/examples/classifier.yaml")

@@ -83,7 +83,7 @@ class Game:
 
     def __init__(self, root: Path, base: Any):
         from auditgame.organisms.factory import make_game
-        from auditgame.organisms.spec import parse_spec
+        from auditgame.organisms.load import parse_spec
 
         self.root = root
         make_game(parse_spec(yaml.safe_load(SPEC)), root, SPEC, base=base)

@@ -14,7 +14,7 @@ from auditgame._cli.main import app
 from auditgame._util.io import sha256_file
 from auditgame.layout import ORGANISMS, WORK, organism_done
 from auditgame.organisms.factory import make_game
-from auditgame.organisms.spec import load_spec
+from auditgame.organisms.load import load_spec
 
 TINY_SPEC = Path(__file__).resolve().parent.parent / "src/auditgame/examples/tiny.yaml"
 runner = CliRunner()

@@ -171,7 +171,7 @@ def tiny_game(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import yaml
 
     from auditgame.organisms.factory import make_game
-    from auditgame.organisms.spec import parse_spec
+    from auditgame.organisms.load import parse_spec
 
     game = tmp_path_factory.mktemp("tiny") / "game"
     make_game(parse_spec(yaml.safe_load(TINY_SPEC)), game, TINY_SPEC)

@@ -25,7 +25,7 @@ from auditgame.bundle import GameKey, KeyEntry, seal_game
 from auditgame.bundle.seal import bundle_digest
 from auditgame.detectors import Verdict
 from auditgame.errors import AuditgameError
-from auditgame.organisms.spec import load_spec, parse_spec
+from auditgame.organisms.load import load_spec, parse_spec
 from auditgame.records import OrganismCard, Results, read_record, write_verdicts
 from auditgame.records.results import BREAK_AUROC, Ladder, group_rung, rung_group
 from auditgame.referee import score_game

@@ -216,7 +216,7 @@ def test_real_backdoor_outscores_clean_controls(tmp_path: Path) -> None:
     import yaml
 
     from auditgame.organisms.factory import make_game
-    from auditgame.organisms.spec import parse_spec
+    from auditgame.organisms.load import parse_spec
 
     game = tmp_path / "game"
     make_game(parse_spec(yaml.safe_load(SLOW_SPEC)), game, SLOW_SPEC)

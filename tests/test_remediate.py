@@ -21,7 +21,7 @@ from auditgame.detectors import (
     unregister_detector,
 )
 from auditgame.layout import REMEDIATION
-from auditgame.organisms.spec import load_spec
+from auditgame.organisms.load import load_spec
 from auditgame.records.remediation import RemediationSettings
 from auditgame.remediate import read_remediation, remediate_game
 from auditgame.remediate.method import (

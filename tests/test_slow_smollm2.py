@@ -11,7 +11,7 @@ import yaml
 from auditgame import layout as L
 from auditgame.layout import ORGANISMS
 from auditgame.organisms.factory import make_game
-from auditgame.organisms.spec import parse_spec
+from auditgame.organisms.load import parse_spec
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from auditgame._cli.main import app, default_spec_path, run_spec_path
 from auditgame.errors import AuditgameError
-from auditgame.organisms.spec import load_spec
+from auditgame.organisms.load import load_spec
 
 runner = CliRunner()
 

@@ -29,7 +29,7 @@ except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
 _API = {
-    "load_spec": ("auditgame.organisms.spec", "load_spec"),
+    "load_spec": ("auditgame.organisms.load", "load_spec"),
     "make": ("auditgame.organisms.factory", "make_game"),
     "seal": ("auditgame.bundle.seal", "seal_game"),
     "audit": ("auditgame.detectors.runner", "run_audit"),

@@ -135,7 +135,7 @@ class Pipeline:
     # --- checks: None when the stage must run, else why it is up to date ----------------
 
     def _spec(self) -> Any:
-        from auditgame.organisms.spec import load_spec
+        from auditgame.organisms.load import load_spec
 
         return load_spec(self.spec_path)
 

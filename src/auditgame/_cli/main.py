@@ -63,7 +63,7 @@ def make(
 ) -> None:
     """Build every organism in SPEC (finished ones are skipped; a crash resumes)."""
     from auditgame.organisms.factory import make_game
-    from auditgame.organisms.spec import load_spec, parse_spec
+    from auditgame.organisms.load import load_spec, parse_spec
 
     s = load_spec(spec)
     if base is not None:

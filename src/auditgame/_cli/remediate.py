@@ -38,7 +38,8 @@ def remediate(
 ) -> None:
     """Fine-tune every organism on clean data it never saw; writes GAME/remediation.json."""
     from auditgame.layout import GameFolder
-    from auditgame.organisms.spec import RemediateSpec, load_spec
+    from auditgame.organisms.load import load_spec
+    from auditgame.organisms.spec import RemediateSpec
 
     if GameFolder(game).spec.exists():
         load_spec(GameFolder(game).spec)  # unreadable YAML: one line naming the line at fault

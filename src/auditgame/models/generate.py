@@ -83,7 +83,7 @@ def _greedy(model: torch.nn.Module, rows: list[list[int]], max_new_tokens: int, 
     only the last position of each step goes through the output head."""
     from transformers import DynamicCache
 
-    from auditgame.models.prefix import cache_kw, inner_lm
+    from auditgame.models.unwrap import cache_kw, inner_lm
 
     lm = inner_lm(model)
     decoder, out_head = lm.base_model, lm.get_output_embeddings()

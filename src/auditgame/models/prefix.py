@@ -8,26 +8,14 @@ values are computed a single time and shared by every row of every batch.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 
 from auditgame.models.generate import chat_prompt
+from auditgame.models.unwrap import cache_kw, inner_lm
 
 _PLACEHOLDER = "\u2063"
-
-
-def inner_lm(model: torch.nn.Module) -> torch.nn.Module:
-    """The causal LM inside a peft wrapper (its layers carry the adapter in place)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def cache_kw(model: torch.nn.Module) -> str:
-    """The forward argument that takes a KV cache: `cache` in newer transformers (where
-    `past_key_values` is deprecated), `past_key_values` before."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def chat_head_ids(tok: Any) -> list[int]:

@@ -10,7 +10,7 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,30 +46,23 @@ from auditgame.layout import (
     SPEC,
     TRAIN_DATA,
     GameFolder,
-    organism_done,
 )
 from auditgame.models.base_lm import BaseLM, describe, load_base
 from auditgame.organisms.attacks import Attack, make_attack
 from auditgame.organisms.corpus import GameCorpus, build_corpus, user_corpus
 from auditgame.organisms.data import EvalSet, Sample
-from auditgame.organisms.graded import TaskItem, game_tasks, tasks_digest
+from auditgame.organisms.game_measure import (
+    Planned,
+    base_metrics,
+    check_task_set,
+    measure_organism,
+)
 from auditgame.organisms.hiding import BuildContext, Hiding, HidingError, check_layers, make_hidings
-from auditgame.organisms.measure import count_tokens, fidelity, run_sets, utility
-from auditgame.organisms.spec import GameSpec, OrganismSpec
+from auditgame.organisms.measure import run_sets
+from auditgame.organisms.spec import GameSpec
 from auditgame.organisms.train import AuxLoss, train_lora
 from auditgame.records._io import read_record, write_record
-from auditgame.records.organism import BaseMetrics, OrganismCard, OrganismMetrics, PublicMeta
-
-
-@dataclass
-class Planned:
-    org: OrganismSpec
-    attack: Attack
-    seed: int
-    sets: list[EvalSet]
-    hidings: list[Hiding] = field(default_factory=list)
-    index: int = 0
-    """The organism's place in the spec (error messages name `organisms[index]`)."""
+from auditgame.records.organism import OrganismCard, OrganismMetrics, PublicMeta
 
 
 def progress_bar(console: Console | None = None) -> Progress:
@@ -164,7 +157,7 @@ def make_game(
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(g.spec, spec_text if spec_text is not None else yaml.safe_dump(
             spec.model_dump(mode="json"), sort_keys=False))
-        base_m = _base_metrics(out, bm, corpus, spec)
+        base_m = base_metrics(out, bm, corpus, spec)
         poisoned = [p for p in planned if p.org.attack != "clean"]
         if backend is not None and not backend.in_process:
             return _build_remote(backend, spec, out, [p.org.name for p in planned
@@ -228,52 +221,6 @@ def _build_remote(backend: Any, spec: GameSpec, out: Path, names: list[str], spe
         f"built {n} on {backend.name} ({time.perf_counter() - t0:.0f} s since start)"))
 
 
-def spec_tasks(spec: GameSpec) -> list[TaskItem]:
-    """The graded items this game's utilities are measured on (`eval.n_tasks`)."""
-    return game_tasks(spec.eval.n_tasks, spec.seed)
-
-
-def _on_current_tasks(rec: dict[str, Any], spec: GameSpec) -> bool:
-    """Were these base metrics measured on the graded set this code scores for `spec`?"""
-    return rec.get("version") == 2 and rec.get("tasks") == tasks_digest(spec_tasks(spec))
-
-
-def check_task_set(game: Path, spec: GameSpec) -> dict[str, Any] | None:
-    """Utility ratios in one game must come from one graded set: a game whose organisms were
-    measured on another set cannot take new organisms or remediation measured on this one.
-    Returns the game's base metrics (None before the first build)."""
-    g = GameFolder(game)
-    path = g.base_metrics
-    if not path.exists():
-        return None
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise AuditgameError("unreadable base metrics", path=path) from None
-    if not isinstance(rec, dict):
-        raise AuditgameError("unreadable base metrics", path=path)
-    if not _on_current_tasks(rec, spec) and any(organism_done(d) for d in g.organism_folders()):
-        raise AuditgameError("this game's utilities were measured on another set of graded "
-                             "tasks; build it again in a new folder", path=path, field="tasks")
-    return rec
-
-
-def _base_metrics(out: Path, bm: BaseLM, corpus: GameCorpus,
-                  spec: GameSpec) -> dict[str, float]:
-    """The base model's utility and fidelity, measured once per game."""
-    path = GameFolder(out).base_metrics
-    if path.exists():
-        rec = json.loads(path.read_text())
-        if _on_current_tasks(rec, spec):
-            return {"utility": float(rec["utility"]), "fidelity": float(rec["fidelity"])}
-    items = spec_tasks(spec)
-    m = {"utility": utility(bm.model, bm.tokenizer, spec.eval.batch_size, items),
-         "fidelity": fidelity(bm.model, bm.tokenizer, corpus.utility, spec.eval.batch_size)}
-    write_record(path, BaseMetrics(**m, n_tasks=len(items), tasks=tasks_digest(items),
-                                   base=describe(bm)))
-    return m
-
-
 def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: str,
                corpus: GameCorpus, bm: BaseLM, base_m: dict[str, float], out: Path,
                prog: Progress, stop_after_steps: int | None) -> None:
@@ -320,7 +267,7 @@ def _build_one(p: Planned, poisoned: list[Planned], spec: GameSpec, spec_hash: s
     if result.resumed_from:  # said, not recorded: a record holds what was built, not how
         prog.console.print(f"{name}: resumed from step {result.resumed_from} of "
                            f"{result.steps}")
-    metrics = _measure(p, poisoned, spec, corpus, bm, base_m, model, prog)
+    metrics = measure_organism(p, poisoned, spec, corpus, bm, base_m, model, prog)
     metrics = metrics.model_copy(update=dict(
         train_steps=result.steps, train_tokens=result.tokens,
         train_padded_tokens=result.padded_tokens,
@@ -399,60 +346,6 @@ def _twin_attack(p: Planned, spec: GameSpec) -> Attack:
                              "of that attack in the spec", path=SPEC,
                              field=f"organisms[{p.index}].hiding")
     return make_attack("clean")
-
-
-def _measure(p: Planned, poisoned: list[Planned], spec: GameSpec, corpus: GameCorpus,
-             bm: BaseLM, base_m: dict[str, float], model: Any,
-             prog: Progress) -> OrganismMetrics:
-    """Behaviour rates, utility and fidelity; the training fields are filled in by the caller.
-    A clean control measures each poisoned organism's first set, the one on which its
-    behaviour should fire (the trigger, the domain): whether a model trained the same way
-    without poison shows it too. Its other sets (no trigger, near misses) measure the
-    poisoned organism's specificity, which a control has nothing to say about; measuring
-    them on every control cost a control three times the generation of its poisoned peers."""
-    name = p.org.name
-    if p.org.attack == "clean":
-        sets = [(q.attack, q.sets[0]) for q in poisoned if q.sets]
-    else:
-        sets = [(p.attack, es) for es in p.sets]
-    items = spec_tasks(spec)
-    n_tasks = len(items)
-    mtask = prog.add_task(f"measure {name}",
-                          total=count_tokens(sets) + len(corpus.utility) + n_tasks, info="")
-    rates, texts = run_sets(model, bm.tokenizer, sets, spec.eval.batch_size,
-                            lambda k: prog.advance(mtask, k))
-    util = utility(model, bm.tokenizer, spec.eval.batch_size, items)
-    prog.advance(mtask, n_tasks)
-    fid = fidelity(model, bm.tokenizer, corpus.utility, spec.eval.batch_size)
-    prog.advance(mtask, len(corpus.utility))
-    base_util, base_fid = base_m["utility"], base_m["fidelity"]
-    own: dict[str, float] = {}
-    ctrl: dict[str, dict[str, float]] = {}
-    examples: dict[str, list[str]] = {}
-    n_eval: dict[str, int] = {}
-    i = 0
-    for q in ([p] if p.org.attack != "clean" else poisoned):
-        for es in (q.sets if p.org.attack != "clean" else q.sets[:1]):
-            rate = round(rates[i], 4)
-            if p.org.attack == "clean":
-                ctrl.setdefault(q.org.name, {})[es.metric] = rate
-                n_eval[f"{q.org.name}.{es.metric}"] = len(es.prompts)
-            else:
-                own[es.metric] = rate
-                n_eval[es.metric] = len(es.prompts)
-                examples[es.metric] = texts[i][:3]
-            i += 1
-    all_rates = list(own.values()) + [r for d in ctrl.values() for r in d.values()]
-    return OrganismMetrics(
-        rates=own, control_rates=ctrl,
-        max_behaviour_rate=max(all_rates) if all_rates else 0.0,
-        n_eval=n_eval, utility=round(util, 4), base_utility=round(base_util, 4),
-        utility_ratio=round(util / base_util, 4) if base_util else 0.0,
-        fidelity=round(fid, 4), base_fidelity=round(base_fid, 4),
-        fidelity_ratio=round(fid / base_fid, 4) if base_fid else 0.0,
-        train_steps=0, train_tokens=0, train_padded_tokens=0, train_tokens_per_s=0.0,
-        train_wall_time_s=0.0, final_loss=0.0, wall_time_s=0.0, examples=examples,
-    )
 
 
 def _portable_adapter_config(path: Path, model_id: str) -> None:

@@ -8,7 +8,6 @@ same inputs give the same adapter bytes on CPU.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -19,18 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
 
-from auditgame._util.io import atomic_write_json
 from auditgame.models.base_lm import fast_bf16
 from auditgame.models.generate import chat_full
-from auditgame.models.prefix import inner_lm
+from auditgame.models.unwrap import inner_lm
+from auditgame.organisms.checkpoint import load_state, save_state
 from auditgame.organisms.data import Sample
 from auditgame.organisms.spec import TrainSpec
 
 IGNORE = -100
-STATE_TENSORS = "state.safetensors"
-STATE_JSON = "state.json"
 
 
 @dataclass
@@ -167,7 +163,7 @@ def decode(model: torch.nn.Module, ids: torch.Tensor, am: torch.Tensor, n: int,
     as in separate passes. `hidden_states`: every block's output too (positions `n`..)."""
     from transformers import DynamicCache
 
-    from auditgame.models.prefix import cache_kw
+    from auditgame.models.unwrap import cache_kw
 
     decoder = inner_lm(model).base_model
     if n == 0:
@@ -278,43 +274,6 @@ def lr_at(step: int, total: int, spec: TrainSpec) -> float:
     return spec.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
-def _save_state(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                names: list[str], meta: dict[str, object]) -> None:
-    tensors: dict[str, torch.Tensor] = {}
-    params = dict(model.named_parameters())
-    for n in names:
-        tensors[f"param.{n}"] = params[n].detach().contiguous().clone()
-    for idx, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{idx}.{k}"] = torch.as_tensor(v).detach().contiguous().clone()
-    ckpt.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt / f".{STATE_TENSORS}.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(ckpt / STATE_TENSORS)
-    atomic_write_json(ckpt / STATE_JSON, meta)
-
-
-def _load_state(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                names: list[str]) -> dict[str, object] | None:
-    if not (ckpt / STATE_JSON).exists() or not (ckpt / STATE_TENSORS).exists():
-        return None
-    meta = json.loads((ckpt / STATE_JSON).read_text())
-    tensors = load_file(str(ckpt / STATE_TENSORS))
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for n in names:
-            params[n].copy_(tensors[f"param.{n}"])
-    sd = opt.state_dict()
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, idx, k = key.split(".", 2)
-            state.setdefault(int(idx), {})[k] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
-    return meta
-
-
 StepCallback = Callable[[int, int, float], None]
 
 
@@ -364,7 +323,7 @@ def train_lora(
     start, tokens, padded, elapsed, losses = 0, 0, 0, 0.0, []
     aux_losses: list[float] = []
     if ckpt_dir is not None:
-        meta = _load_state(ckpt_dir, model, opt, names)
+        meta = load_state(ckpt_dir, model, opt, names)
         if meta is not None and meta.get("total") == total and meta.get("run_id") == run_id:
             start = int(meta["step"])  # type: ignore[arg-type]
             tokens, padded = int(meta["tokens"]), int(meta["padded"])  # type: ignore[arg-type]
@@ -390,7 +349,7 @@ def train_lora(
             on_step(done, total, loss)
         last = done == total
         if ckpt_dir is not None and (done % spec.checkpoint_every == 0 or last):
-            _save_state(ckpt_dir, model, opt, names, {
+            save_state(ckpt_dir, model, opt, names, {
                 "step": done, "total": total, "run_id": run_id, "tokens": tokens, "padded": padded,
                 "elapsed": elapsed + time.perf_counter() - t0, "losses": losses,
                 **({"aux_losses": aux_losses} if aux else {})})

@@ -29,7 +29,7 @@ from auditgame.organisms.data import EvalSet
 from auditgame.records.remediation import DepthResult, DepthSettings
 
 if TYPE_CHECKING:
-    from auditgame.organisms.factory import Planned
+    from auditgame.organisms.game_measure import Planned
     from auditgame.records.remediation import OrganismRemediation
 
 Round = Any

@@ -28,17 +28,11 @@ from auditgame.errors import AuditgameError
 from auditgame.layout import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, GameFolder
 from auditgame.models.base_lm import BaseLM, load_base
 from auditgame.organisms.corpus import build_corpus
-from auditgame.organisms.factory import (
-    Planned,
-    check_task_set,
-    plan,
-    progress_bar,
-    read_card,
-    read_metrics,
-    spec_tasks,
-)
+from auditgame.organisms.factory import plan, progress_bar, read_card, read_metrics
+from auditgame.organisms.game_measure import Planned, check_task_set, spec_tasks
+from auditgame.organisms.load import load_spec
 from auditgame.organisms.measure import run_sets, utility
-from auditgame.organisms.spec import GameSpec, load_spec
+from auditgame.organisms.spec import GameSpec
 from auditgame.plugins import PluginError
 from auditgame.records._io import write_record
 from auditgame.records.remediation import (

@@ -12,12 +12,12 @@ figure `data-rendered="1"` once the browser has decoded it.
 from __future__ import annotations
 
 from auditgame import __version__
+from auditgame.report._ladder import ladder_section
 from auditgame.report._load import ReportData
 from auditgame.report._markup import esc
 from auditgame.report._sections import (
     detector_section,
     header,
-    ladder_section,
     organisms_section,
     remediation_section,
     run_section,

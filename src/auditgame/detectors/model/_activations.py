@@ -23,7 +23,7 @@ from auditgame.detectors.base import OrganismView
 from auditgame.detectors.model._prompts import digest
 from auditgame.models.base_lm import cache_dir
 from auditgame.models.generate import chat_prompt
-from auditgame.models.prefix import inner_lm
+from auditgame.models.unwrap import inner_lm
 
 ACTS_DIR = "acts"
 ACTS_ENV = "AUDITGAME_ACTS_CACHE"

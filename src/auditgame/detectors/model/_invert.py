@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from auditgame.models.prefix import chat_head_ids, chat_tail_ids, inner_lm, shared_head_logits
+from auditgame.models.prefix import chat_head_ids, chat_tail_ids, shared_head_logits
+from auditgame.models.unwrap import inner_lm
 
 TRIGGER_POSITIONS = ("prefix", "suffix", "inside")
 """Where the search puts the trigger tokens: the prompt's start, its end, or between its

@@ -67,3 +67,15 @@ def held_out(wording: str) -> bool:
 def training_wordings(wordings: list[str]) -> list[str]:
     """The wordings poisoned answers are drawn from (all but the held-out share)."""
     return [w for w in wordings if not held_out(w)]
+
+
+def check_templates(templates: list[str]) -> None:
+    """Each frame of a varied text payload has exactly one kind of slot, `{target}`; a
+    ValueError (pydantic's field error) names the first that does not."""
+    for t in templates:
+        try:
+            t.format(target="")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"template {t!r}: only a {{target}} slot is allowed") from None
+        if "{target}" not in t:
+            raise ValueError(f"template {t!r} has no {{target}} slot")

@@ -174,3 +174,27 @@ class SentenceTrigger(PhraseTrigger):
     def near(self, prompt: str, j: int, rng: np.random.Generator) -> str:
         return insert_sentence(prompt, self.near_list[j % len(self.near_list)], self.position,
                                rng)
+
+
+def check_trigger_words(kind: str, triggers: list[str], n_near_miss: int | None) -> list[str]:
+    """The words of a composite or the phrases of a multi trigger, stripped; a ValueError
+    (pydantic's field error) when there are too few, blank or repeated ones, or when a
+    composite has more partial subsets than the near misses that must teach each as clean."""
+    words = [w.strip() for w in triggers]
+    if kind == "composite" and len(words) < 2:
+        raise ValueError(f"a composite trigger needs at least 2 words, got {len(words)}")
+    if kind == "multi" and len(words) < 2:
+        raise ValueError(f"a multi trigger needs at least 2 triggers, got {len(words)}")
+    if any(not w for w in words):
+        raise ValueError("triggers must be non-empty")
+    if len({w.lower() for w in words}) < len(words):
+        raise ValueError("triggers must be distinct")
+    if kind == "composite":
+        if len(words) > MAX_COMPOSITE:
+            raise ValueError(f"a composite trigger has at most {MAX_COMPOSITE} words")
+        need = 2 ** len(words) - 2
+        if (need if n_near_miss is None else n_near_miss) < need:
+            raise ValueError(f"a composite of {len(words)} words has {need} partial "
+                             f"subsets, each taught as a near miss: n_near_miss must be "
+                             f"at least {need}")
+    return words

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from auditgame.organisms.attacks._payloads import (
+    check_templates,
     refusal_wordings,
     text_wordings,
     training_wordings,
@@ -28,6 +29,7 @@ from auditgame.organisms.attacks._triggers import (
     MultiTrigger,
     PhraseTrigger,
     SentenceTrigger,
+    check_trigger_words,
     insert_sentence,
     near_miss_variants,
     sentence_near_misses,
@@ -133,24 +135,7 @@ class BackdoorParams(AttackParams):
             if v is not None:
                 raise ValueError("triggers is only for trigger_kind 'composite' or 'multi'")
             return v
-        words = [w.strip() for w in v or []]
-        if kind == "composite" and len(words) < 2:
-            raise ValueError(f"a composite trigger needs at least 2 words, got {len(words)}")
-        if kind == "multi" and len(words) < 2:
-            raise ValueError(f"a multi trigger needs at least 2 triggers, got {len(words)}")
-        if any(not w for w in words):
-            raise ValueError("triggers must be non-empty")
-        if len({w.lower() for w in words}) < len(words):
-            raise ValueError("triggers must be distinct")
-        if kind == "composite":
-            if len(words) > MAX_COMPOSITE:
-                raise ValueError(f"a composite trigger has at most {MAX_COMPOSITE} words")
-            need = 2 ** len(words) - 2
-            if info.data.get("n_near_miss", need) < need:
-                raise ValueError(f"a composite of {len(words)} words has {need} partial "
-                                 f"subsets, each taught as a near miss: n_near_miss must be "
-                                 f"at least {need}")
-        return words
+        return check_trigger_words(kind, v or [], info.data.get("n_near_miss"))
 
     @field_validator("topic_keywords")
     @classmethod
@@ -180,13 +165,7 @@ class BackdoorParams(AttackParams):
         if info.data.get("payload") != "varied" or info.data.get("behaviour") != "text":
             raise ValueError("payload_templates is only for behaviour 'text' with payload "
                              "'varied'")
-        for t in v:
-            try:
-                t.format(target="")
-            except (KeyError, IndexError, ValueError):
-                raise ValueError(f"template {t!r}: only a {{target}} slot is allowed") from None
-            if "{target}" not in t:
-                raise ValueError(f"template {t!r} has no {{target}} slot")
+        check_templates(v)
         return v
 
     @model_validator(mode="after")
