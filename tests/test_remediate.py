@@ -112,7 +112,7 @@ def test_a_fix_adapter_config_is_the_same_bytes_in_every_process(game: Path,
     (PYTHONHASHSEED) wrote one fix's config differently. Given the modules in an unsorted
     order, the saved config lists them sorted, as an organism's config does."""
     from auditgame.models.base_lm import load_base
-    from auditgame.remediate.round import _save_budget
+    from auditgame.remediate.fixing import save_budget
     from auditgame.remediate.train import load_trainable, make_optimizer
 
     spec = load_spec(TINY_SPEC)
@@ -123,7 +123,8 @@ def test_a_fix_adapter_config_is_the_same_bytes_in_every_process(game: Path,
     model.peft_config["default"].target_modules = modules[::-1]  # any order but sorted
     settings = RemediationSettings(lr=1e-3, warmup_steps=0, batch_size=4, n_samples=4,
                                    seed=0, max_len=spec.train.max_len)
-    out = _save_budget(tmp_path, "backdoor-1", 1, model, make_optimizer(model, settings))
+    out = save_budget(L.GameFolder(tmp_path).remediation_files(), "backdoor-1", 1, model,
+                      make_optimizer(model, settings))
     cfg = json.loads((out / L.ADAPTER_DIR / L.ADAPTER_CONFIG).read_text())
     assert cfg["target_modules"] == modules
     built = json.loads((game / L.ORGANISMS / "backdoor-1" / L.ADAPTER_DIR /

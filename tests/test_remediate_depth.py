@@ -230,7 +230,7 @@ def test_round_with_depth_tests_records_a_call_per_organism(game: Path) -> None:
                    depth=True)  # all done: nothing is redone
     assert GameFolder(game).remediation.read_text() == text
 
-    from auditgame.report._sections import depth_table
+    from auditgame.report._remediation import depth_table
 
     html = depth_table(rec)
     assert html.count('class="depth-row"') == len(rec.organisms)

@@ -12,6 +12,8 @@ Layout::
     GAME/verdicts/<detector>.jsonl       one verdict per blind id
     GAME/results.json                    the referee's scores
     GAME/remediation.json                the fixer's round; adapters under GAME/remediation/
+    GAME/remediation.<method>.json       each further method the spec compares (`remediate.
+                                         compare`); adapters under GAME/remediation.<method>/
     GAME/pipeline.json                   what `auditgame run` did, stage by stage
     GAME/report.html                     the report
 """
@@ -96,6 +98,17 @@ def safe_name(name: str, what: str = "name") -> str:
 
 
 @dataclass(frozen=True)
+class RemediationFiles:
+    """Where one remediation round keeps its record and its fixed adapters."""
+
+    record: Path
+    root: Path
+
+    def budget_dir(self, organism: str, budget: int) -> Path:
+        return self.root / safe_name(organism, "organisms.name") / f"step-{budget}"
+
+
+@dataclass(frozen=True)
 class GameFolder:
     """Paths of one game folder; nothing here reads or writes, so any stage can hold one."""
 
@@ -162,6 +175,20 @@ class GameFolder:
     @property
     def remediation_dir(self) -> Path:
         return self.root / REMEDIATION_DIR
+
+    def remediation_files(self, compared: str | None = None) -> RemediationFiles:
+        """The spec's own method's round (`compared` None), or that of a method it compares
+        (`remediate.compare`), each in files of its own so rounds never mix."""
+        if compared is None:
+            return RemediationFiles(self.remediation, self.remediation_dir)
+        stem = f"{Path(REMEDIATION).stem}.{safe_name(compared, 'remediate.compare')}"
+        return RemediationFiles(self.root / f"{stem}{Path(REMEDIATION).suffix}",
+                                self.root / stem)
+
+    def compared_records(self) -> list[Path]:
+        """The records of every compared method's round present in the folder."""
+        stem, suffix = Path(REMEDIATION).stem, Path(REMEDIATION).suffix
+        return sorted(self.root.glob(f"{stem}.*{suffix}"))
 
     @property
     def pipeline_log(self) -> Path:

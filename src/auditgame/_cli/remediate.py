@@ -36,7 +36,8 @@ def remediate(
                                "largest budget's fix (re-emergence, variants, read-out, "
                                "distance) and make the shallow/deep call"),
 ) -> None:
-    """Fine-tune every organism on clean data it never saw; writes GAME/remediation.json."""
+    """Fine-tune every organism on clean data it never saw; writes GAME/remediation.json (and
+    GAME/remediation.<method>.json for each method the spec compares)."""
     from auditgame.layout import GameFolder
     from auditgame.organisms.load import load_spec
     from auditgame.organisms.spec import RemediateSpec
@@ -60,8 +61,15 @@ def remediate(
                    budgets=None if budgets is None else parse_budgets(budgets),
                    detectors=dets, n_samples=n_samples, force=force, method=method,
                    depth=depth)
-    rec = read_remediation(game)
-    assert rec is not None
+    compared = [n for n, _ in load_spec(GameFolder(game).spec).remediate.compared()]
+    for name in [None, *compared]:
+        rec = read_remediation(game, name)
+        if rec is not None:
+            _print_round(game, rec)
+
+
+def _print_round(game: Path, rec: Remediation) -> None:
+    """One round's persistence table, and its depth tests when they ran."""
     table = Table(title=f"remediation of {game} by {rec.settings.method} "
                   f"(budgets {', '.join(map(str, rec.budgets))})")
     for col in ("organism", "attack", "metric", "curve", "persistence", "relapse asr",

@@ -84,6 +84,18 @@ def _check_remediation(rem: RemediateSpec, path: str | Path) -> None:
         raise AuditgameError(e.message, path=path, field="remediate.method") from None
     except AuditgameError as e:
         raise AuditgameError(e.message, path=path, field=e.field) from None
+    for i, (name, opts) in enumerate(rem.compared()):
+        where = f"remediate.compare[{i}]"
+        if name == rem.method:
+            raise AuditgameError(f"{name!r} is already the round's method", path=path,
+                                 field=where)
+        try:
+            get_remediation(name)(opts)
+        except PluginError as e:
+            raise AuditgameError(e.message, path=path, field=where) from None
+        except AuditgameError as e:
+            field = (e.field or "").replace("remediate.method_params", f"{where}.{name}")
+            raise AuditgameError(e.message, path=path, field=field) from None
 
 
 def load_spec(path: str | Path) -> GameSpec:

@@ -143,6 +143,49 @@ class RemediateSpec(_Strict):
         "pulls the organism toward the base model's whole next-token distribution on clean "
         "prompts, not only toward its greedy answers (0: plain SFT)")
 
+    compare: list[str | dict[str, dict[str, Any] | None]] = Field(
+        default_factory=list, description="further remediation methods, each a name or "
+        "{name: options}, run after `method` as rounds of their own with the same budgets and "
+        "pool (GAME/remediation.<name>.json), so one game compares fixes")
+    depth: bool = Field(False, description="run the depth tests (re-emergence, variants, "
+                        "read-out, distance; the shallow/deep call) on every round's fix at "
+                        "the largest budget")
+
+    @model_serializer(mode="wrap")
+    def _drop_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without compared methods or depth tests the dump is what it was before they
+        existed, so those games keep their spec hash."""
+        out = handler(self)
+        if out.get("compare", None) == []:
+            out.pop("compare")
+        if out.get("depth", None) is False:
+            out.pop("depth")
+        return out
+
+    def compared(self) -> list[tuple[str, dict[str, Any]]]:
+        """(method, options) of every entry of `compare`."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for entry in self.compare:
+            if isinstance(entry, str):
+                out.append((entry, {}))
+            else:
+                (name, opts), = entry.items()
+                out.append((name, dict(opts or {})))
+        return out
+
+    @field_validator("compare")
+    @classmethod
+    def _one_method_each(cls, v: list[str | dict[str, dict[str, Any] | None]]
+                         ) -> list[str | dict[str, dict[str, Any] | None]]:
+        names = []
+        for entry in v:
+            if isinstance(entry, dict) and len(entry) != 1:
+                raise ValueError("each compared method is a name or {name: options}")
+            names.append(entry if isinstance(entry, str) else next(iter(entry)))
+        if len(set(names)) < len(names):
+            raise ValueError("each method is compared once")
+        return v
+
     @field_validator("budgets")
     @classmethod
     def _non_negative(cls, v: list[int]) -> list[int]:

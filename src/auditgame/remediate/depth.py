@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from auditgame.records.remediation import OrganismRemediation
 
 Round = Any
-"""The round's shared state (`remediate.round._Round`: spec, settings, base model); not
+"""The round's shared state (`remediate.fixing.Round`: spec, settings, base model); not
 imported, so the round may import this module."""
 
 REMOVED_ABS, REMOVED_FRAC = 0.1, 0.25

@@ -12,48 +12,27 @@ it is done; a rerun skips it (other settings, another method included, need --fo
 
 from __future__ import annotations
 
-import json
 import shutil
-import time
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
-from rich.progress import Progress
 
-from auditgame._util.io import atomic_write_json, sha256_file
 from auditgame.errors import AuditgameError
-from auditgame.layout import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, GameFolder
+from auditgame.layout import GameFolder, RemediationFiles
 from auditgame.models.base_lm import BaseLM, load_base
-from auditgame.organisms.corpus import build_corpus
-from auditgame.organisms.factory import plan, progress_bar, read_card, read_metrics
-from auditgame.organisms.game_measure import Planned, check_task_set, spec_tasks
+from auditgame.organisms.factory import progress_bar
+from auditgame.organisms.game_measure import check_task_set
 from auditgame.organisms.load import load_spec
-from auditgame.organisms.measure import run_sets, utility
 from auditgame.organisms.spec import GameSpec
 from auditgame.plugins import PluginError
-from auditgame.records._io import write_record
 from auditgame.records.remediation import (
-    BudgetResult,
     DepthSettings,
-    OrganismRemediation,
     Remediation,
     RemediationSettings,
 )
-from auditgame.records.sample import Sample
-from auditgame.records.verdict import Verdict, read_verdicts
-from auditgame.remediate.data import clean_pool
-from auditgame.remediate.method import FixerView, RemediationMethod, get_remediation
+from auditgame.remediate.fixing import Round, adapter_dir, remediate_all, save_round
+from auditgame.remediate.method import RemediationMethod, get_remediation
 from auditgame.remediate.reaudit import cheap_detectors, reaudit_round
-from auditgame.remediate.train import (
-    OPT_STATE,
-    load_optimizer,
-    load_trainable,
-    make_optimizer,
-    save_optimizer,
-)
 
 DEFAULT_BUDGETS = (0, 16, 48)
 DEFAULT_SAMPLES = 256
@@ -71,8 +50,12 @@ def parse_budgets(text: str) -> list[int]:
     return vals
 
 
-def read_remediation(game: Path) -> Remediation | None:
-    path = GameFolder(game).remediation
+def read_remediation(game: Path, compared: str | None = None) -> Remediation | None:
+    """The main round's record, or that of a compared method; None before it ran."""
+    return _read_record(GameFolder(game).remediation_files(compared).record)
+
+
+def _read_record(path: Path) -> Remediation | None:
     if not path.exists():
         return None
     try:
@@ -116,35 +99,19 @@ def _load_spec(game: Path) -> GameSpec:
     return load_spec(path)
 
 
-def _budget_dir(game: Path, name: str, budget: int) -> Path:
-    return GameFolder(game).remediation_dir / name / f"step-{budget}"
-
-
-def _adapter_dir(game: Path, name: str, budget: int) -> Path:
-    if budget == 0:
-        return GameFolder(game).organism(name) / ADAPTER_DIR
-    return _budget_dir(game, name, budget) / ADAPTER_DIR
-
-
-@dataclass
-class _Round:
-    """What every organism of one round shares (instead of ten arguments each)."""
-
-    game: Path
-    spec: GameSpec
-    settings: RemediationSettings
-    method: RemediationMethod
-    bm: BaseLM
-    base_util: float
-    rec: Remediation
-    prog: Progress
-    depth: DepthSettings | None = None
-
-
-def _save(game: Path, rec: Remediation) -> None:
-    for o in rec.organisms.values():
-        o.summarise()
-    write_record(GameFolder(game).remediation, rec)
+def round_methods(game: Path, spec: GameSpec, name: str | None = None
+                  ) -> list[tuple[RemediationMethod, RemediationFiles]]:
+    """The rounds to run, each a method and its files: the spec's method, then every method
+    it compares (`remediate.compare`). `name` (the CLI's --method) runs that one alone: in
+    its own files when the spec compares it, else in the main round's."""
+    g = GameFolder(game)
+    compared = dict(spec.remediate.compared())
+    if name is None:
+        return [(resolve_method(spec), g.remediation_files())] + [
+            (get_remediation(n)(opts), g.remediation_files(n)) for n, opts in compared.items()]
+    if name in compared and name != spec.remediate.method:
+        return [(get_remediation(name)(compared[name]), g.remediation_files(name))]
+    return [(resolve_method(spec, name), g.remediation_files())]
 
 
 def remediate_game(
@@ -158,11 +125,12 @@ def remediate_game(
     method: str | None = None,
     depth: bool = False,
 ) -> None:
-    """Remediate every organism of GAME at each step budget; writes GAME/remediation.json.
+    """Remediate every organism of GAME at each step budget with the spec's method
+    (GAME/remediation.json), then with each method it compares (GAME/remediation.<name>.json).
     `budgets`, `n_samples` and `method` default to the spec's `remediate` section. `detectors`:
     to re-audit on the fixed organisms (default: those that need only weights and
-    activations; `[]` for none). `depth`: also run the depth tests (see `remediate.depth`)
-    on the largest budget's fix."""
+    activations; `[]` for none). `depth` (or the spec's `remediate.depth`): also run the depth
+    tests (see `remediate.depth`) on the largest budget's fix."""
     game = Path(game)
     console = console or Console(stderr=True)
     spec = _load_spec(game)
@@ -174,14 +142,27 @@ def remediate_game(
     if missing:
         raise AuditgameError(f"organisms not built: {', '.join(missing)}; run `auditgame make`",
                              path=GameFolder(game).organisms)
-    fixer = resolve_method(spec, method)
-    if fixer.requires_verdicts and not GameFolder(game).verdict_files():
-        raise AuditgameError(f"method {fixer.name!r} needs the blue team's verdicts; run "
-                             "`auditgame audit` first", path=GameFolder(game).verdicts,
-                             field="verdicts")
-    settings = round_settings(spec, n_samples, fixer)
-    rec = _open_record(game, settings, force)
+    rounds = round_methods(game, spec, method)
+    for fixer, _ in rounds:  # every round is checked before the first one trains
+        if fixer.requires_verdicts and not GameFolder(game).verdict_files():
+            raise AuditgameError(f"method {fixer.name!r} needs the blue team's verdicts; run "
+                                 "`auditgame audit` first", path=GameFolder(game).verdicts,
+                                 field="verdicts")
     dets = cheap_detectors() if detectors is None else list(detectors)
+    plans = [(fixer, files, round_settings(spec, n_samples, fixer)) for fixer, files in rounds]
+    opened = [_open_record(files, settings, force) for _, files, settings in plans]
+    bm = base
+    for (fixer, files, settings), rec in zip(plans, opened, strict=True):
+        bm = _one_round(game, spec, fixer, files, settings, rec, budgets, names, dets,
+                        depth or spec.remediate.depth, console, bm)
+
+
+def _one_round(game: Path, spec: GameSpec, fixer: RemediationMethod, files: RemediationFiles,
+               settings: RemediationSettings, rec: Remediation | None, budgets: list[int],
+               names: list[str], dets: list[str], depth: bool, console: Console,
+               bm: BaseLM | None) -> BaseLM | None:
+    """One method's round, resumed from its record; returns the base model once loaded, so
+    the next round shares it."""
     todo, audits_todo = _pending(rec, names, budgets, dets)
     ds = DepthSettings(budget=max(budgets) if rec is None else max(set(rec.budgets) | set(
         budgets))) if depth else None
@@ -189,9 +170,10 @@ def remediate_game(
         rec is None or rec.depth_settings != ds or n not in rec.organisms
         or rec.organisms[n].depth is None)]
     if not todo and not audits_todo and not deep:
-        console.print(f"remediation of {len(names)} organisms already done in {game}")
-        return
-    bm = base or load_base(spec.base, spec.dtype)
+        console.print(f"remediation of {len(names)} organisms by {fixer.name} already done "
+                      f"in {game}")
+        return bm
+    bm = bm or load_base(spec.base, spec.dtype)
     base_util = _base_utility(game, spec)
     if rec is None:
         rec = Remediation(budgets=budgets, settings=settings, base_utility=base_util)
@@ -201,21 +183,26 @@ def remediate_game(
         for o in rec.organisms.values():
             o.depth = None
     with progress_bar(console) as prog:
-        r = _Round(game, spec, settings, fixer, bm, base_util, rec, prog, ds)
-        _remediate_all(r, names, todo, deep)
+        r = Round(game=game, files=files, spec=spec, settings=settings, method=fixer, bm=bm,
+                  base_util=base_util, rec=rec, prog=prog, depth=ds)
+        remediate_all(r, names, todo, deep)
         for d in dets:
-            reaudit_round(game, d, names, rec, bm, spec.seed, prog, _adapter_dir, _save)
-    console.print(f"remediation written to {GameFolder(game).remediation}")
+            reaudit_round(game, d, names, rec, bm, spec.seed, prog,
+                          lambda g, n, b: adapter_dir(g, files, n, b),
+                          lambda g, rec: save_round(files, rec))
+    console.print(f"remediation by {fixer.name} written to {files.record}")
+    return bm
 
 
-def _open_record(game: Path, settings: RemediationSettings, force: bool) -> Remediation | None:
+def _open_record(files: RemediationFiles, settings: RemediationSettings,
+                 force: bool) -> Remediation | None:
     """The earlier record to resume (None: start afresh); other settings need --force."""
-    rec = None if force else read_remediation(game)
+    rec = None if force else _read_record(files.record)
     if force:
-        shutil.rmtree(GameFolder(game).remediation_dir, ignore_errors=True)
+        shutil.rmtree(files.root, ignore_errors=True)
     if rec is not None and rec.settings != settings:
-        raise AuditgameError("remediation.json was made with other settings; rerun with "
-                             "--force to start over", path=GameFolder(game).remediation)
+        raise AuditgameError(f"{files.record.name} was made with other settings; rerun with "
+                             "--force to start over", path=files.record)
     return rec
 
 
@@ -241,149 +228,3 @@ def _base_utility(game: Path, spec: GameSpec) -> float:
     return float(util)
 
 
-def _remediate_all(r: _Round, names: list[str], todo: list[tuple[str, int]],
-                   deep: list[str]) -> None:
-    """Every organism with budgets to do, on its attack's own clean samples if it has
-    some, else on the shared clean pool (self-distilled once, on first need)."""
-    spec, n_samples = r.spec, r.settings.n_samples
-    corpus = build_corpus(spec.corpus, spec.seed, r.bm)
-    planned = {p.org.name: p for p in plan(spec, corpus, r.bm)}
-    all_sets = [es for p in planned.values() for es in p.sets]
-    pool: list[Sample] | None = None
-    for name in names:
-        need = [b for n, b in todo if n == name]
-        if not need and name not in deep:
-            continue
-        p = planned[name]
-        card = read_card(GameFolder(r.game).organism(name))
-        own = p.attack.clean_samples(n_samples, np.random.default_rng(spec.seed + 1))
-        if own is not None:
-            samples = own
-        else:
-            if pool is None:
-                t = r.prog.add_task("remediation data", total=None, info="self-distilling")
-                pool = clean_pool(spec, corpus, all_sets, n_samples, r.bm)
-                r.prog.update(t, completed=1, total=1, info=f"{len(pool)} clean samples")
-            samples = pool
-        o = r.rec.organisms.get(name) or OrganismRemediation(
-            organism=name, attack=card.attack, poisoned=card.attack != "clean",
-            primary_metric=p.sets[0].metric if p.sets else None)
-        r.rec.organisms[name] = o
-        _remediate_one(r, p, o, need, samples)
-        if r.depth is not None and name in deep:
-            _depth_one(r, p, o)
-
-
-def _record_before(r: _Round, name: str, o: OrganismRemediation) -> None:
-    """Budget 0 is the organism as built: what `make` measured, no training."""
-    folder = GameFolder(r.game).organism(name)
-    m = read_metrics(folder)
-    o.results["0"] = BudgetResult(
-        steps=0, rates=dict(m.rates), utility=m.utility,
-        utility_ratio=round(m.utility / r.base_util, 4) if r.base_util else 0.0,
-        wall_time_s=0.0, adapter_sha256=sha256_file(folder / ADAPTER_DIR / ADAPTER_WEIGHTS))
-    _save(r.game, r.rec)
-
-
-def _resume_from(game: Path, name: str, o: OrganismRemediation, first: int) -> int:
-    """The largest finished budget below `first` whose optimizer state was kept (0: start
-    from the organism); training is continuous, so the result is the same either way."""
-    for b in sorted((int(k) for k in o.results), reverse=True):
-        if 0 < b < first and (_budget_dir(game, name, b) / OPT_STATE).exists():
-            return b
-    return 0
-
-
-def _remediate_one(r: _Round, p: Planned, o: OrganismRemediation, need: list[int],
-                   samples: list[Sample]) -> None:
-    """Train one organism through its missing budgets, saving and measuring after each."""
-    name = p.org.name
-    if 0 in need:
-        _record_before(r, name, o)
-    steps = sorted(b for b in need if b > 0)
-    if not steps:
-        return
-    start = _resume_from(r.game, name, o, steps[0])
-    model = load_trainable(r.bm.model, _adapter_dir(r.game, name, start))
-    opt = make_optimizer(model, r.settings)
-    if start:
-        load_optimizer(_budget_dir(r.game, name, start) / OPT_STATE, opt)
-    view = FixerView(r.method.needs, model=model, optimizer=opt, tokenizer=r.bm.tokenizer,
-                     clean_pool=samples, verdicts=partial(_verdicts_of, r.game, name),
-                     as_built=partial(load_trainable, r.bm.model, _adapter_dir(r.game, name, 0)))
-    task = r.prog.add_task(f"remediate {name}", total=steps[-1], completed=start, info="")
-    for b in steps:
-        t0 = time.perf_counter()
-        loss, _ = r.method.train(view, r.settings, start, b,
-                                 lambda d: r.prog.update(task, completed=d))
-        out = _save_budget(r.game, name, b, model, opt)
-        r.prog.update(task, info="measuring")
-        o.results[str(b)] = _measure(r, p, o, model, b, loss, t0, out)
-        _save(r.game, r.rec)
-        if start:  # only the newest optimizer state is needed to resume
-            (_budget_dir(r.game, name, start) / OPT_STATE).unlink(missing_ok=True)
-        start = b
-        r.prog.update(task, info=f"{b} steps done")
-
-
-def _depth_one(r: _Round, p: Planned, o: OrganismRemediation) -> None:
-    """The depth tests on the fix at the depth budget (see `remediate.depth`)."""
-    from auditgame.remediate.depth import run_depth
-
-    assert r.depth is not None
-    task = r.prog.add_task(f"depth tests {o.organism}", total=None, info="")
-    o.depth = run_depth(r, p, o, r.depth, _adapter_dir(r.game, o.organism, r.depth.budget),
-                        _adapter_dir(r.game, o.organism, 0))
-    _save(r.game, r.rec)
-    r.prog.update(task, completed=1, total=1, info=o.depth.call)
-
-
-def _save_budget(game: Path, name: str, budget: int, model: object, opt: object) -> Path:
-    """The adapter and optimizer state after `budget` steps, moved into place whole."""
-    out = _budget_dir(game, name, budget)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp / ADAPTER_DIR))  # type: ignore[attr-defined]
-    _sort_target_modules(tmp / ADAPTER_DIR / ADAPTER_CONFIG)
-    save_optimizer(tmp / OPT_STATE, opt)  # type: ignore[arg-type]
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
-    return out
-
-
-def _sort_target_modules(path: Path) -> None:
-    """PEFT keeps `target_modules` as a set and saves it in hash order, which differs from
-    one process to the next (PYTHONHASHSEED): sorted, a fix's config is the same bytes in
-    every run, as an organism's is (`factory._portable_adapter_config`)."""
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    if isinstance(cfg.get("target_modules"), list):
-        cfg["target_modules"] = sorted(cfg["target_modules"])
-        atomic_write_json(path, cfg)
-
-
-def _measure(r: _Round, p: Planned, o: OrganismRemediation, model: object, budget: int,
-             loss: float | None, t0: float, out: Path) -> BudgetResult:
-    """The attack's held-out rates and the utility of the fixed organism."""
-    sets = [(p.attack, es) for es in p.sets] if o.poisoned or p.sets else []
-    bs = r.spec.eval.batch_size
-    rates, _ = run_sets(model, r.bm.tokenizer, sets, bs) if sets else ([], [])  # type: ignore[arg-type]
-    util = utility(model, r.bm.tokenizer, bs, spec_tasks(r.spec))  # type: ignore[arg-type]
-    return BudgetResult(
-        steps=budget, rates={es.metric: round(x, 4) for (_, es), x in zip(sets, rates,
-                                                                          strict=True)},
-        utility=round(util, 4), utility_ratio=round(util / r.base_util, 4) if r.base_util
-        else 0.0, train_loss=loss, wall_time_s=round(time.perf_counter() - t0, 1),
-        adapter_sha256=sha256_file(out / ADAPTER_DIR / ADAPTER_WEIGHTS))
-
-
-def _verdicts_of(game: Path, name: str) -> list[Verdict]:
-    """Every detector's verdict on organism `name`, looked up by its blind id. The round
-    reads the key (it is the referee's side); the method gets the verdicts only."""
-    from auditgame.bundle.seal import verify_key
-
-    if not GameFolder(game).verdict_files():
-        return []
-    key = verify_key(game, check_bundle=False)
-    ids = {b for b, e in key.organisms.items() if e.organism == name}
-    return [v for path in GameFolder(game).verdict_files() for v in read_verdicts(path)
-            if v.blind_id in ids]

@@ -15,11 +15,11 @@ from auditgame import __version__
 from auditgame.report._ladder import ladder_section
 from auditgame.report._load import ReportData
 from auditgame.report._markup import esc
+from auditgame.report._remediation import remediation_section
 from auditgame.report._sections import (
     detector_section,
     header,
     organisms_section,
-    remediation_section,
     run_section,
     summary,
 )

@@ -62,6 +62,8 @@ class ReportData:
     pipeline: PipelineLog | None
     notes: list[str] = field(default_factory=list)
     pipeline_note: str | None = None
+    compared: list[tuple[str, Remediation]] = field(default_factory=list)
+    """(method, record) of every other method's round (`remediate.compare`)."""
 
 
 def _where(path: Path, game: Path) -> str:
@@ -125,7 +127,8 @@ def load_results(game: Path) -> Results:
 def report_inputs(game: Path | str) -> list[Path]:
     """Files whose content the report shows (a newer one makes the report stale)."""
     f = GameFolder(game)
-    paths = [f.results, f.key, f.commitment, f.remediation, f.base_metrics]
+    paths = [f.results, f.key, f.commitment, f.remediation, *f.compared_records(),
+             f.base_metrics]
     for folder in f.organism_folders():
         paths += [folder / CARD, folder / METRICS]
     return [p for p in paths if p.exists()]
@@ -186,6 +189,13 @@ def load_report_data(game: Path | str) -> ReportData:
     commitment, ok, msg, blind = _verify(game, results)
     orgs = load_organisms(game, blind, notes)
     rem, rem_note = read_optional(f.remediation, Remediation, game)
+    compared = []
+    for path in f.compared_records():
+        other, problem = read_optional(path, Remediation, game)
+        if other is not None:
+            compared.append((path.name.split(".")[1], other))
+        elif problem:
+            notes.append(f"{problem}; that method's round is not shown")
     pipe, pipe_note = read_optional(f.pipeline_log, PipelineLog, game)
     base, base_note = read_optional(f.base_metrics, BaseMetrics, game)
     if base_note:
@@ -193,7 +203,7 @@ def load_report_data(game: Path | str) -> ReportData:
     return ReportData(game=game, name=game_name(game), results=results, commitment=commitment,
                       verify_ok=ok, verify_message=msg, organisms=orgs, base_metrics=base,
                       remediation=rem, remediation_note=_not_shown(rem_note), pipeline=pipe,
-                      notes=notes, pipeline_note=_not_shown(pipe_note))
+                      notes=notes, pipeline_note=_not_shown(pipe_note), compared=compared)
 
 
 def _not_shown(problem: str | None) -> str | None:

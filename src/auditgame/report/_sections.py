@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from auditgame.layout import PIPELINE_LOG, REMEDIATION
-from auditgame.records import DetectorResult, GroupResult, OrganismRemediation, Remediation
+from auditgame.layout import PIPELINE_LOG
+from auditgame.records import DetectorResult, GroupResult
 from auditgame.records.results import group_rung
 from auditgame.report import _figures as F
 from auditgame.report._load import OrganismInfo, ReportData
@@ -28,12 +28,6 @@ CARD_METRICS = ("max_behaviour_rate", "utility", "base_utility", "utility_ratio"
                 "train_tokens", "train_tokens_per_s", "train_wall_time_s", "final_loss",
                 "wall_time_s")
 RECOVERY_METRICS = ("trigger_exact", "trigger_f1", "target_f1", "entity_match")
-REMEDIATION_METRICS = (
-    ("behaviour_before", "behaviour before"), ("behaviour_after", "after"),
-    ("persistence", "persistence"), ("relapse_asr", "ASR (relapse)"),
-    ("near_miss_after", "near-miss after"), ("utility_before", "utility before"),
-    ("utility_after", "utility after"), ("utility_change", "utility change"),
-)
 KEY_FACTS = ("trigger", "target", "domain", "context")
 
 
@@ -203,93 +197,6 @@ def detector_section(d: ReportData) -> str:
     return ('<section id="detectors"><h2>Detectors</h2><p>ROC curves against the clean '
             "controls, every organism's score with the referee's threshold, the confusion "
             "table at it, and trigger and target recovery.</p>" + "".join(parts) + "</section>")
-
-
-# --- remediation ------------------------------------------------------------------------------
-
-
-def persistence_curves(rem: Remediation) -> list[dict[str, Any]]:
-    """(steps, rate) of the primary metric and (steps, utility ratio) per organism."""
-    out = []
-    for name, o in sorted(rem.organisms.items()):
-        metric = o.primary_metric
-        beh = [(r.steps, r.rates[metric]) for r in o.results.values()
-               if metric and metric in r.rates]
-        util = [(r.steps, r.utility_ratio) for r in o.results.values()]
-        out.append({"organism": name, "poisoned": o.poisoned, "metric": metric,
-                    "behaviour": sorted(beh), "utility": sorted(util)})
-    return out
-
-
-def remediation_row(name: str, o: OrganismRemediation, dets: list[str]) -> str:
-    """One organism's persistence, cost, and change of every re-audited detector's score."""
-    p = ["organisms", name]
-    cells = "".join(f'<td class="n">{num(getattr(o, k), "remediation", [*p, k])}</td>'
-                    for k, _ in REMEDIATION_METRICS)
-    cells += "".join(
-        f'<td class="n">{num(o.detector_delta.get(k), "remediation", [*p, "detector_delta", k])}'
-        "</td>" for k in dets)
-    kind = "poisoned" if o.poisoned else "clean"
-    return (f'<tr class="rem-row" data-organism="{esc(name)}"><td>{esc(name)}</td>'
-            f'<td><span class="tag {kind}">{esc(o.attack)}</span></td>'
-            f'<td>{esc(o.primary_metric or "–")}</td>{cells}</tr>')
-
-
-DEPTH_METRICS = (("behaviour_after", "after"), ("reemergence", "re-emergence"),
-                 ("variant_max", "variants (max)"), ("probe_auroc", "probe AUROC"),
-                 ("probe_auroc_base", "probe on base"), ("readout_retained", "read-out kept"),
-                 ("weight_distance", "weight dist."), ("output_kl_fixed", "KL to base"))
-
-
-def depth_table(rem: Remediation) -> str:
-    """Per organism, the depth tests of the fix and the shallow/deep call ('' without)."""
-    rows = []
-    for name, o in sorted(rem.organisms.items()):
-        if o.depth is None:
-            continue
-        p = ["organisms", name, "depth"]
-        cells = "".join(f'<td class="n">{num(getattr(o.depth, k), "remediation", [*p, k])}'
-                        "</td>" for k, _ in DEPTH_METRICS)
-        why = esc("; ".join(o.depth.reasons))
-        rows.append(f'<tr class="depth-row" data-organism="{esc(name)}"><td>{esc(name)}</td>'
-                    f'<td>{esc(o.attack)}</td>{cells}<td title="{why}">{esc(o.depth.call)}'
-                    "</td></tr>")
-    if not rows:
-        return ""
-    head = "".join(f"<th>{esc(lab)}</th>" for _, lab in DEPTH_METRICS)
-    return (f"<p>Depth tests of {esc(rem.settings.method)}: is the behaviour gone or under a "
-            "shell? Re-emergence after unrelated benign fine-tuning, trigger variants, a "
-            "linear read-out of the trigger inside, distance to the base; the call's rule is "
-            "in <code>auditgame.remediate.depth</code>.</p>"
-            f'<table id="depth-table"><tr><th>organism</th><th>kind</th>{head}<th>call</th>'
-            f'</tr>{"".join(rows)}</table>')
-
-
-def remediation_section(d: ReportData) -> str:
-    """Persistence curves and the remediation table, or why there are none."""
-    if d.remediation is None:
-        note = d.remediation_note or f"no {REMEDIATION}: run `auditgame remediate GAME`"
-        return (f'<section id="remediation" data-present="0"><h2>Remediation</h2>'
-                f'<p class="muted">{esc(note)}</p></section>')
-    rem = d.remediation
-    curves = persistence_curves(rem)
-    fig = (img(F.persistence_figure(curves), "fig-persistence", "persistence curves",
-               figure="persistence") if any(c["behaviour"] or c["utility"] for c in curves)
-           else "")
-    dets = sorted({k for o in rem.organisms.values() for k in o.detector_delta})
-    head = "".join(f"<th>{esc(lab)}</th>" for _, lab in REMEDIATION_METRICS)
-    head += "".join(f"<th>&Delta; {esc(k)}</th>" for k in dets)
-    rows = [remediation_row(name, o, dets) for name, o in sorted(rem.organisms.items())]
-    budgets = ", ".join(str(b) for b in rem.budgets)
-    return f"""
-<section id="remediation" data-present="1"><h2>Remediation</h2>
-<p>{esc(rem.settings.method)} on every organism at step budgets {esc(budgets)}:
-does the behaviour persist, what does the fix cost in utility (clean controls show the cost),
-and does each detector still flag the fixed organism (&Delta; = score after the largest budget
-minus before)?</p>
-<div class="figs">{fig}</div>
-<table id="remediation-table"><tr><th>organism</th><th>kind</th><th>metric</th>{head}</tr>
-{"".join(rows)}</table>{depth_table(rem)}</section>"""
 
 
 # --- organisms --------------------------------------------------------------------------------
