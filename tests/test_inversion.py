@@ -116,6 +116,25 @@ def test_referee_measures_the_working_trigger_rate(game: Path, tiny) -> None:
         "trigger_working"] == bd.trigger_working
 
 
+def test_score_cli_and_report_show_the_working_trigger_rate(game: Path) -> None:
+    from typer.testing import CliRunner
+
+    from auditgame._cli.main import app
+    from auditgame.report import build_report
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["score", str(game), "--n-bootstrap", "20"])
+    assert res.exit_code == 0 and "REASR" not in res.output
+    assert "REASR" not in build_report(game).read_text()  # unmeasured: no column
+    res = runner.invoke(app, ["score", str(game), "--n-bootstrap", "20", "--working-triggers"])
+    assert res.exit_code == 0 and "REASR" in res.output, res.output
+    html = build_report(game).read_text()
+    rate = json.loads((game / L.RESULTS).read_text())["detectors"][0]["groups"]["all"][
+        "trigger_working"]
+    assert 'data-metric="trigger_working"><span class="num" data-src="results"' in html
+    assert f'data-value="{json.dumps(rate)}"' in html and html.count("<th>REASR</th>") == 2
+
+
 def test_working_rate_is_low_for_a_wrong_claim(game: Path, tiny) -> None:
     from auditgame.records.key import GameKey
     from auditgame.referee.working import WorkingTriggers

@@ -111,23 +111,33 @@ def score(
     game: Path = typer.Argument(..., help="sealed and audited game folder"),
     n_bootstrap: int = typer.Option(1000, help="bootstrap resamples for the 95 % intervals"),
     seed: int = typer.Option(0, help="bootstrap seed"),
+    working_triggers: bool = typer.Option(
+        False, "--working-triggers", help="also run every organism with each claimed trigger "
+        "on fresh prompts (loads the base model): the working-trigger rate (REASR) beside "
+        "exact match and F1"),
 ) -> None:
     """Score every verdict file against the committed key; writes GAME/results.json."""
     from auditgame.referee import score_game
 
     at_least(n_bootstrap, 0, "--n-bootstrap")
-    res = score_game(game, n_boot=n_bootstrap, seed=seed)
+    res = score_game(game, n_boot=n_bootstrap, seed=seed, working_triggers=working_triggers)
     table = Table(title=f"results for {game} (commitment {res.commitment[:12]}...)")
-    for col in ("detector", "attack", "pois/clean", "AUROC [95% CI]", "TPR@FPR<=5%", "Brier",
-                "CE", "trigger EM/F1", "target F1", "entity", "sample AUROC", "failed"):
+    cols = ["detector", "attack", "pois/clean", "AUROC [95% CI]", "TPR@FPR<=5%", "Brier",
+            "CE", "trigger EM/F1", "target F1", "entity", "sample AUROC", "failed"]
+    if working_triggers:
+        cols.insert(8, "REASR")
+    for col in cols:
         table.add_column(col, no_wrap=col in ("detector", "attack"))
     for d in res.detectors:
         for g, r in d.groups.items():
             trig = "-" if r.trigger_exact is None else f"{r.trigger_exact:.2f}/{r.trigger_f1:.2f}"
-            table.add_row(d.detector, g, f"{r.n_poisoned}/{r.n_clean}", _f(r.auroc, r.auroc_ci),
-                          _f(r.tpr_at_fpr), _f(r.brier), _f(r.cross_entropy), trig,
-                          _f(r.target_f1), _f(r.entity_match), _f(r.sample_auroc),
-                          f"[red]{r.n_failed}[/red]" if r.n_failed else "0")
+            cells = [d.detector, g, f"{r.n_poisoned}/{r.n_clean}", _f(r.auroc, r.auroc_ci),
+                     _f(r.tpr_at_fpr), _f(r.brier), _f(r.cross_entropy), trig,
+                     _f(r.target_f1), _f(r.entity_match), _f(r.sample_auroc),
+                     f"[red]{r.n_failed}[/red]" if r.n_failed else "0"]
+            if working_triggers:
+                cells.insert(8, _f(r.trigger_working))
+            table.add_row(*cells)
     out.print(table)
     for d in res.detectors:
         for f in d.failures:

@@ -20,7 +20,8 @@ from auditgame.report._markup import esc, img, num, row, slug
 GROUP_METRICS: tuple[tuple[str, str], ...] = (
     ("auroc", "AUROC"), ("tpr_at_fpr", "TPR@FPR"), ("threshold", "threshold"),
     ("brier", "Brier"), ("cross_entropy", "CE"), ("trigger_exact", "trigger EM"),
-    ("trigger_f1", "trigger F1"), ("target_f1", "target F1"), ("entity_match", "entity"),
+    ("trigger_f1", "trigger F1"), ("trigger_working", "REASR"), ("target_f1", "target F1"),
+    ("entity_match", "entity"),
     ("sample_auroc", "sample AUROC"), ("n_failed", "failed"),
 )
 CARD_FACTS = ("n_train", "n_poison", "n_near_miss", "seed")
@@ -63,11 +64,19 @@ def header(d: ReportData) -> str:
 </header>"""
 
 
-def summary_row(det: DetectorResult, g: str, gr: GroupResult) -> str:
+def shown_metrics(d: ReportData) -> tuple[tuple[str, str], ...]:
+    """The summary's columns: REASR only when the referee measured working triggers."""
+    measured = any(gr.trigger_working is not None for det in d.results.detectors
+                   for gr in det.groups.values())
+    return tuple(m for m in GROUP_METRICS if measured or m[0] != "trigger_working")
+
+
+def summary_row(det: DetectorResult, g: str, gr: GroupResult,
+                metrics: tuple[tuple[str, str], ...] = GROUP_METRICS) -> str:
     """One detector on one group: every metric, AUROC and TPR@FPR with their intervals."""
     p = ["detectors", det.detector, "groups", g]
     cells = []
-    for key, _ in GROUP_METRICS:
+    for key, _ in metrics:
         cell = num(getattr(gr, key), "results", [*p, key])
         ci = getattr(gr, f"{key}_ci", None) if key in ("auroc", "tpr_at_fpr") else None
         if ci is not None:
@@ -84,8 +93,10 @@ def summary_row(det: DetectorResult, g: str, gr: GroupResult) -> str:
 def summary(d: ReportData) -> str:
     """One table row per detector and group, and the AUROC overview figure."""
     r = d.results
-    head = "".join(f"<th>{esc(label)}</th>" for _, label in GROUP_METRICS)
-    rows = [summary_row(det, g, gr) for det in r.detectors for g, gr in det.groups.items()]
+    metrics = shown_metrics(d)
+    head = "".join(f"<th>{esc(label)}</th>" for _, label in metrics)
+    rows = [summary_row(det, g, gr, metrics) for det in r.detectors
+            for g, gr in det.groups.items()]
     fig = img(F.overview_figure(r.detectors), "fig-overview", "AUROC of every detector",
               figure="overview") if r.detectors else ""
     return f"""
@@ -151,24 +162,28 @@ def failures(det: DetectorResult) -> str:
 def organism_table(det: DetectorResult, truth: dict[str, OrganismInfo]) -> str:
     """Per organism: score, flagged at the threshold, and the trigger/target guessed vs true."""
     thr = det.groups["all"].threshold if "all" in det.groups else None
+    working = any(o.trigger_working is not None for o in det.organisms)
     rows = []
     for o in sorted(det.organisms, key=lambda o: (not o.poisoned, o.attack, o.organism)):
         info = truth.get(o.organism)
         key: dict[str, Any] = info.card.key if info else {}
         flagged = "–" if thr is None else ("yes" if o.score > thr else "no")
         kind = "poisoned" if o.poisoned else "clean"
-        score = num(o.score, "results", ["detectors", det.detector, "organisms", o.blind_id,
-                                         "score"])
+        p = ["detectors", det.detector, "organisms", o.blind_id]
+        score = num(o.score, "results", [*p, "score"])
+        reasr = (f'<td class="n">{num(o.trigger_working, "results", [*p, "trigger_working"])}'
+                 "</td>" if working else "")
         rows.append(
             f'<tr class="org-row" data-organism="{esc(o.organism)}" '
             f'data-blind-id="{esc(o.blind_id)}">'
             f'<td>{esc(o.organism)} <span class="muted">{esc(o.blind_id)}</span></td>'
             f'<td><span class="tag {kind}">{esc(o.attack)}</span></td><td class="n">{score}'
             f'{" (failed)" if o.failed else ""}</td><td>{flagged}</td>'
-            f"<td>{esc(key.get('trigger') or '–')}</td><td>{esc(o.trigger or '–')}</td>"
+            f"<td>{esc(key.get('trigger') or '–')}</td><td>{esc(o.trigger or '–')}</td>{reasr}"
             f"<td>{esc(key.get('target') or '–')}</td><td>{esc((o.target or '–')[:120])}</td></tr>")
     return ("<table class=\"organism-scores\"><tr><th>organism</th><th>kind</th><th>score</th>"
-            "<th>flagged</th><th>true trigger</th><th>guessed trigger</th><th>true target</th>"
+            "<th>flagged</th><th>true trigger</th><th>guessed trigger</th>"
+            f"{'<th>REASR</th>' if working else ''}<th>true target</th>"
             f"<th>guessed target</th></tr>{''.join(rows)}</table>")
 
 
