@@ -42,7 +42,7 @@ def _peak_rss_mb() -> float:
 
 
 def _child_stage(spec: Path, game: Path, stage: str, detectors: list[str] | None,
-                 budget: str, n_bootstrap: int) -> dict[str, Any]:
+                 budget: str | None, n_bootstrap: int) -> dict[str, Any]:
     """Run one pipeline stage in this process. The modules every stage uses are imported
     before the clock starts, as `auditgame run` imports them once for all stages."""
     import importlib
@@ -50,14 +50,21 @@ def _child_stage(spec: Path, game: Path, stage: str, detectors: list[str] | None
     from rich.console import Console
     from rich.progress import Progress
 
-    from auditgame.pipeline import Pipeline, remediate_entry, resolve_backend, select_detectors
+    from auditgame.pipeline import (
+        Pipeline,
+        remediate_entry,
+        resolve_backend,
+        select_detectors,
+        spec_budget,
+    )
 
     for mod in ("auditgame.organisms.factory", "auditgame.bundle", "auditgame.detectors",
                 "auditgame.referee", "auditgame.report._html", "peft"):
         importlib.import_module(mod)
     remediate_entry()
 
-    p = Pipeline(spec_path=spec, game=game, detectors=select_detectors(detectors, budget),
+    p = Pipeline(spec_path=spec, game=game, detectors=select_detectors(detectors,
+                                                                 budget or spec_budget(spec)),
                  n_bootstrap=n_bootstrap, console=Console(stderr=True, quiet=True))
     p.backend = resolve_backend("local", None)
     prog = Progress(console=p.console)
@@ -129,7 +136,7 @@ def main() -> None:
     ap.add_argument("spec", nargs="?", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="game folder (default: a temp dir)")
     ap.add_argument("--detectors", default=None, help="comma-separated (default: the budget's)")
-    ap.add_argument("--budget", default="moderate")
+    ap.add_argument("--budget", default=None, help="default: the spec's audit.budget")
     ap.add_argument("--skip", default="", help="comma-separated stages not to run")
     ap.add_argument("--n-bootstrap", type=int, default=1000)
     ap.add_argument("--resume", action="store_true", help="keep an existing game folder")
@@ -175,7 +182,7 @@ def main() -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     if args.cold_cache:
         env["AUDITGAME_CACHE"] = tempfile.mkdtemp(prefix="auditgame-bench-cache-")
-    common = [str(spec), "--out", str(game), "--budget", args.budget,
+    common = [str(spec), "--out", str(game), *(["--budget", args.budget] if args.budget else []),
               "--n-bootstrap", str(args.n_bootstrap)]
     if args.detectors:
         common += ["--detectors", args.detectors]

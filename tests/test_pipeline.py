@@ -192,3 +192,22 @@ def test_remediate_stage_calls_the_remediation_entry(game: Path, tmp_path: Path,
     monkeypatch.setattr(P, "remediate_entry", lambda: None)
     recs = P.run_pipeline(spec_of_built(), g, detectors=["metadata"], n_bootstrap=50)
     assert {r.stage: r.status for r in recs}["remediate"] == "unavailable"
+
+
+def test_spec_audit_budget_is_runs_default_and_not_part_of_the_spec_hash(tmp_path: Path) -> None:
+    """`audit.budget` picks `run`'s detectors when the command line names none, and changing
+    it does not change what `make` builds (the spec hash leaves it out)."""
+    from auditgame.organisms.load import load_spec
+
+    body = "name: g\norganisms:\n  - {name: a, attack: clean}\n"
+    cheap, plain, bad = (tmp_path / f"{n}.yaml" for n in ("cheap", "plain", "bad"))
+    cheap.write_text(body + "audit: {budget: cheap}\n")
+    plain.write_text(body)
+    bad.write_text(body + "audit: {budget: lavish}\n")
+    assert P.spec_budget(cheap) == "cheap" and P.spec_budget(plain) == "moderate"
+    a, b = load_spec(cheap), load_spec(plain)
+    assert a.model_dump(mode="json", exclude={"audit"}) == b.model_dump(mode="json",
+                                                                        exclude={"audit"})
+    res = CliRunner().invoke(app, ["run", str(bad), "--out", str(tmp_path / "g")])
+    assert res.exit_code == 2 and "audit.budget" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "g").exists()

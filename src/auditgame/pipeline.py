@@ -75,6 +75,13 @@ def select_detectors(names: Iterable[str] | None = None,
     return [n for n in known if COSTS.index(detector_cost(get_detector(n))) <= limit]
 
 
+def spec_budget(spec_path: Path) -> str:
+    """The audit budget the spec asks `run` for (`audit.budget`, default moderate)."""
+    from auditgame.organisms.load import load_spec
+
+    return str(load_spec(Path(spec_path)).audit.budget)
+
+
 def resolve_backend(name: str, address: str | None) -> Any:
     """The execution backend, or None for in-process (local) execution.
 
@@ -119,6 +126,7 @@ class Pipeline:
     spec_path: Path
     game: Path
     detectors: list[str]
+    spec_budget: bool = False  # the detectors are those of the spec's `audit.budget`
     backend_name: str = "local"
     address: str | None = None
     n_bootstrap: int = 1000
@@ -313,6 +321,8 @@ class Pipeline:
         """All stages in order under one progress display; writes GAME/pipeline.json."""
         stages = list(stages) or list(STAGES)
         self.backend = resolve_backend(self.backend_name, self.address)
+        if self.spec_budget:  # after the options' checks, before anything is written
+            self.detectors = select_detectors(None, spec_budget(self.spec_path))
         self.game.mkdir(parents=True, exist_ok=True)
         prog = Progress(SpinnerColumn(), TextColumn("[bold]{task.description:<10}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(),
@@ -379,7 +389,7 @@ def remediate_entry() -> Callable[..., Any] | None:
 
 
 def run_pipeline(spec_path: Path, game: Path, detectors: list[str] | None = None,
-                 budget: str = DEFAULT_BUDGET, backend: str = "local",
+                 budget: str | None = None, backend: str = "local",
                  address: str | None = None, n_bootstrap: int = 1000,
                  skip: Iterable[str] = (), console: Console | None = None) -> list[StageRecord]:
     """Run (or resume) the whole game; returns what each stage did."""
@@ -388,7 +398,8 @@ def run_pipeline(spec_path: Path, game: Path, detectors: list[str] | None = None
         raise AuditgameError(f"unknown stage(s) {', '.join(bad)}; stages: {', '.join(STAGES)}",
                              field="--skip")
     p = Pipeline(spec_path=Path(spec_path), game=Path(game),
-                 detectors=select_detectors(detectors, budget), backend_name=backend,
+                 detectors=select_detectors(detectors, budget or DEFAULT_BUDGET),
+                 spec_budget=detectors is None and budget is None, backend_name=backend,
                  address=address, n_bootstrap=n_bootstrap, skip=frozenset(skip),
                  console=console or Console(stderr=True))
     return p.run()

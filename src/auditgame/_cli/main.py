@@ -117,8 +117,9 @@ def run(
     detectors: str | None = typer.Option(
         None, "--detectors", "-d", help="comma-separated detectors (default: every registered "
         "detector within --budget)"),
-    budget: str = typer.Option("moderate", help="cheap | moderate | expensive: the costliest "
-                               "detectors to run when --detectors is not given"),
+    budget: str | None = typer.Option(
+        None, help="cheap | moderate | expensive: the costliest detectors to run when "
+        "--detectors is not given (default: the spec's audit.budget, else moderate)"),
     backend: str = typer.Option("local", help="local | ray"),
     address: str | None = typer.Option(None, help="Ray cluster address (with --backend ray)"),
     skip: str = typer.Option("", help="comma-separated stages to skip (make, seal, audit, "

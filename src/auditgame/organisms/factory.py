@@ -131,7 +131,8 @@ def make_game(
     is handed in by the caller; this module only calls `backend.map(build_organism, jobs)`."""
     console = console or Console(stderr=True)
     g = GameFolder(out)
-    spec_hash = sha256_text(json.dumps(spec.model_dump(mode="json"), sort_keys=True))
+    spec_hash = sha256_text(json.dumps(spec.model_dump(mode="json", exclude={"audit"}),
+                                       sort_keys=True))
     todo = [o for o in spec.organisms if not g.organism_done(o.name)]
     if not todo:
         console.print(f"all {len(spec.organisms)} organisms already built in {out}")

@@ -124,6 +124,16 @@ class EvalSpec(_Strict):
         "base and every organism and fix; fewer items make a 2 % tolerance fewer items")
 
 
+class AuditSpec(_Strict):
+    """What `auditgame run` audits with when the command line names no detectors or budget.
+    A game-wide default of the run, not of the organisms: it is left out of the spec hash,
+    so changing it never rebuilds an organism."""
+
+    budget: Literal["cheap", "moderate", "expensive"] = Field(
+        "moderate", description="the costliest detectors `run` audits with (see each "
+        "detector's cost); `--budget` or `--detectors` on the command line override it")
+
+
 class RemediateSpec(_Strict):
     """The blue team's fix: a remediation method trains every organism further on clean
     data, measured again at these step budgets."""
@@ -244,6 +254,7 @@ class GameSpec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     remediate: RemediateSpec = Field(default_factory=RemediateSpec)
+    audit: AuditSpec = Field(default_factory=AuditSpec)
     organisms: list[OrganismSpec]
 
     @model_validator(mode="after")
