@@ -4,9 +4,10 @@ registered detector within the default budget, results.json and remediation.json
 The digests in `golden/tiny_game.json` were recorded from the code before the tree was
 reshaped (issue 16), so a refactor that changes any output fails here. Wall times and the
 commitment are the only fields left out (never the same twice: the key carries a random
-nonce). Float results depend on the CPU's
-kernels; on a machine whose torch build computes differently, record the digests again with
-`AUDITGAME_REGOLD=1 pytest tests/test_golden_game.py` and say so in the commit.
+nonce). Float results depend on the CPU kernels torch dispatches to, so the digests are kept
+per `torch.backends.cpu.get_cpu_capability()` (AVX2, AVX512, ...). On a capability with no
+record the test skips; record one with `AUDITGAME_REGOLD=1 pytest tests/test_golden_game.py`
+and say so in the commit.
 """
 
 from __future__ import annotations
@@ -85,10 +86,17 @@ def golden_game(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_tiny_game_is_byte_identical_to_the_recorded_run(golden_game: Path) -> None:
+    import torch
+
+    cap = torch.backends.cpu.get_cpu_capability()
+    recorded = json.loads(GOLDEN.read_text())
     got = game_digests(golden_game)
     if os.environ.get("AUDITGAME_REGOLD") == "1":
-        GOLDEN.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
-    want = json.loads(GOLDEN.read_text())
+        recorded[cap] = got
+        GOLDEN.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+    if cap not in recorded:
+        pytest.skip(f"no run recorded for CPU capability {cap}; record with AUDITGAME_REGOLD=1")
+    want = recorded[cap]
     assert sorted(got) == sorted(want), "the game wrote other files than the recorded run"
     changed = [k for k in want if got[k] != want[k]]
     assert not changed, f"outputs differ from the recorded run: {changed}"

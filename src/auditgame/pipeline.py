@@ -9,13 +9,9 @@ same command again after a crash (or after adding a detector) redoes only what i
 - audit: each selected detector's verdict file holds a verdict for every blind id.
 - score: results.json exists, is newer than the key and every verdict file, and scores
   exactly the verdict files present.
-- remediate: always handed to `auditgame.remediate.remediate_game`, which resumes per
-  organism and budget by itself (skipped with a note when that module is absent).
+- remediate: handed to `remediate_game`, which resumes per organism and budget by itself.
 - report: report.html is newer than everything it shows.
-
-Detectors declare a cost, `cost: ClassVar[Cost] = "cheap" | "moderate" | "expensive"` (default
-means cheap); `run` audits with every registered detector within the budget (default
-moderate), or exactly those named by `--detectors`.
+`run` audits with `--detectors`, else every detector within the budget (`select_detectors`).
 """
 
 from __future__ import annotations
@@ -78,7 +74,6 @@ def select_detectors(names: Iterable[str] | None = None,
 def spec_budget(spec_path: Path) -> str:
     """The audit budget the spec asks `run` for (`audit.budget`, default moderate)."""
     from auditgame.organisms.load import load_spec
-
     return str(load_spec(Path(spec_path)).audit.budget)
 
 
