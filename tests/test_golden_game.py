@@ -7,7 +7,9 @@ commitment are the only fields left out (never the same twice: the key carries a
 nonce). Float results depend on the CPU kernels torch dispatches to, so the digests are kept
 per `torch.backends.cpu.get_cpu_capability()` (AVX2, AVX512, ...). On a capability with no
 record the test skips; record one with `AUDITGAME_REGOLD=1 pytest tests/test_golden_game.py`
-and say so in the commit.
+and say so in the commit. A newer CPU records an older capability's digests too, with
+`ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2` set (an
+AVX512 machine run that way reproduced the AVX2 record bit for bit).
 """
 
 from __future__ import annotations
