@@ -4,12 +4,11 @@ registered detector within the default budget, results.json and remediation.json
 The digests in `golden/tiny_game.json` were recorded from the code before the tree was
 reshaped (issue 16), so a refactor that changes any output fails here. Wall times and the
 commitment are the only fields left out (never the same twice: the key carries a random
-nonce). Float results depend on the CPU kernels torch dispatches to, so the digests are kept
-per `torch.backends.cpu.get_cpu_capability()` (AVX2, AVX512, ...). On a capability with no
-record the test skips; record one with `AUDITGAME_REGOLD=1 pytest tests/test_golden_game.py`
-and say so in the commit. A newer CPU records an older capability's digests too, with
-`ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2` set (an
-AVX512 machine run that way reproduced the AVX2 record bit for bit).
+nonce). Float results depend on the CPU kernels torch, MKL and oneDNN dispatch to, so the
+game runs in a child process held to the AVX2 kernels (`AVX2_ONLY`): any x86 CPU with AVX2
+gives the recorded bits (an AVX512-BF16 machine reproduced the AVX2 record exactly). Where
+that is not possible, or after a change meant to alter the outputs, record the digests
+again with `AUDITGAME_REGOLD=1 pytest tests/test_golden_game.py` and say so in the commit.
 """
 
 from __future__ import annotations
@@ -17,13 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
-
-from auditgame._cli.main import app
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_game.json"
 SPEC = """
@@ -42,6 +40,9 @@ organisms:
   - {name: clean-1, attack: clean}
   - {name: clean-2, attack: clean}
 """
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "ONEDNN_MAX_CPU_ISA": "AVX2"}
+RUN = "import torch; torch.set_num_threads(1); from auditgame._cli.main import app; app()"
 TIMES = frozenset({"runtime_s", "wall_time_s", "commitment"})
 
 
@@ -74,31 +75,22 @@ def game_digests(game: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def golden_game(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("golden")
     spec = root / "spec.yaml"
     spec.write_text(SPEC)
     game = root / "game"
-    res = CliRunner().invoke(app, ["run", str(spec), "--out", str(game), "--n-bootstrap", "50",
-                                   "--skip", "report"])
-    assert res.exit_code == 0, res.output
+    res = subprocess.run([sys.executable, "-c", RUN, "run", str(spec), "--out", str(game),
+                          "--n-bootstrap", "50", "--skip", "report"],
+                         env={**os.environ, **AVX2_ONLY}, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
     return game
 
 
 def test_tiny_game_is_byte_identical_to_the_recorded_run(golden_game: Path) -> None:
-    import torch
-
-    cap = torch.backends.cpu.get_cpu_capability()
-    recorded = json.loads(GOLDEN.read_text())
     got = game_digests(golden_game)
     if os.environ.get("AUDITGAME_REGOLD") == "1":
-        recorded[cap] = got
-        GOLDEN.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
-    if cap not in recorded:
-        pytest.skip(f"no run recorded for CPU capability {cap}; record with AUDITGAME_REGOLD=1")
-    want = recorded[cap]
+        GOLDEN.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    want = json.loads(GOLDEN.read_text())
     assert sorted(got) == sorted(want), "the game wrote other files than the recorded run"
     changed = [k for k in want if got[k] != want[k]]
     assert not changed, f"outputs differ from the recorded run: {changed}"
